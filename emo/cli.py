@@ -37,6 +37,60 @@ def fail(message: str, code: int = 1) -> None:
 
 # ---- cache (emo/cache) --------------------------------------------------------------
 # <cache-section>
+@cache_app.command("info")
+def cache_info(cache: Path = typer.Argument(..., help="An emo HDF5 cache file.")) -> None:
+    """Clips, labels, speakers, per-modality shapes, frames, fingerprint, failures and size."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from emo.cache.inspect import file_size, label_counts, summarize
+    from emo.errors import EmoError
+
+    try:
+        reader, summaries = summarize(cache)
+    except EmoError as exc:
+        fail(str(exc))
+    console = Console()
+    clips = reader.clips
+    console.print(
+        f"[bold]{cache}[/]  dataset [cyan]{reader.dataset}[/]  {len(clips)} clips, "
+        f"{len(set(clips.speakers))} speakers, {file_size(cache) / 1e6:.1f} MB, "
+        f"emo {reader.emo_version}, created {reader.created}"
+    )
+    console.print("labels: " + ", ".join(f"{k} {v}" for k, v in label_counts(reader).items()))
+    table = Table("modality", "row shape", "dtype", "ok", "missing", "failed", "pending", "frames mean/max", "backbone")
+    for s in summaries:
+        table.add_row(
+            s.name, "x".join(map(str, s.row_shape)), s.dtype, str(s.counts["ok"]), str(s.counts["missing"]),
+            str(s.counts["failed"]), str(s.counts["pending"]), f"{s.frames_mean:.1f} / {s.frames_max}",
+            str(s.fingerprint.get("backbone", s.fingerprint.get("detector", ""))),
+        )
+    console.print(table)
+    for s in summaries:
+        console.print(f"[bold]{s.name}[/] fingerprint: {json.dumps(s.fingerprint, sort_keys=True)}", highlight=False)
+        for clip_id, status, reason in s.first_failures:
+            console.print(f"  {status} {clip_id}: {reason}", highlight=False)
+
+
+@cache_app.command("verify")
+def cache_verify(cache: Path = typer.Argument(..., help="An emo HDF5 cache file.")) -> None:
+    """Check structure and read every stored row; exit 1 when anything is wrong."""
+    from rich.console import Console
+
+    from emo.cache.inspect import verify
+    from emo.errors import EmoError
+
+    try:
+        problems = verify(cache)
+    except EmoError as exc:
+        fail(str(exc))
+    if problems:
+        for problem in problems:
+            Console(stderr=True).print(f"[red]{cache}:[/] {problem}", highlight=False)
+        raise typer.Exit(1)
+    Console().print(f"[green]ok[/] {cache}")
 # </cache-section>
 
 

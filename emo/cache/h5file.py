@@ -1,0 +1,48 @@
+"""Open an HDF5 file as an emo cache, turning h5py's errors into one-line CacheErrors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from emo.cache.schema import FORMAT, SCHEMA_VERSION
+from emo.errors import CacheError
+
+
+def open_h5(path: str | Path, mode: str):
+    """h5py.File(path, mode) with the failure modes a user meets named plainly."""
+    import h5py
+
+    path = Path(path)
+    if mode == "r" and not path.exists():
+        raise CacheError(f"{path}: no such cache file")
+    if path.exists() and path.stat().st_size > 0 and not h5py.is_hdf5(path):
+        raise CacheError(f"{path}: not an HDF5 file, so not an emo cache")
+    try:
+        return h5py.File(path, mode)
+    except (OSError, ValueError) as exc:
+        text = str(exc)
+        lowered = text.lower()
+        if "truncated" in lowered or "signature" in lowered or "eof" in lowered:
+            raise CacheError(f"{path}: truncated or corrupt HDF5 file ({text.splitlines()[0][:120]})") from None
+        if "unable to lock" in lowered or "lock file" in lowered:
+            raise CacheError(f"{path}: locked by a running writer (an `emo extract` in progress?); wait for it to finish") from None
+        raise CacheError(f"{path}: cannot open as HDF5 ({text.splitlines()[0][:160]})") from None
+
+
+def check_emo_file(h5, path: str | Path) -> None:
+    """Refuse foreign HDF5 files and schema versions this emo cannot read."""
+    if h5.attrs.get("format") != FORMAT:
+        raise CacheError(f"{path}: an HDF5 file but not an emo cache (no format='{FORMAT}' attribute)")
+    version = int(h5.attrs.get("schema_version", -1))
+    if version != SCHEMA_VERSION:
+        raise CacheError(f"{path}: cache schema version {version} is unknown to this emo (reads version {SCHEMA_VERSION})")
+    if "clips" not in h5 or "id" not in h5["clips"]:
+        raise CacheError(f"{path}: emo cache without a clip table (corrupt or half-created)")
+
+
+def read_json_attr(obj, name: str, default=None):
+    raw = obj.attrs.get(name)
+    if raw is None:
+        return default
+    return json.loads(raw if isinstance(raw, str) else raw.decode())

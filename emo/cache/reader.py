@@ -1,0 +1,176 @@
+"""CacheReader: what a cache holds, and one-bulk-read loading of a modality into memory.
+
+The reader keeps no HDF5 handle between calls (handles cannot cross processes, and an
+open handle would lock out a writer); each `load` opens, reads once, and closes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from emo.cache.h5file import check_emo_file, open_h5, read_json_attr
+from emo.cache.schema import MODALITIES, STATUS_NAMES, STATUS_OK
+from emo.cache.sequences import Sequences, gather_rows
+from emo.errors import CacheError
+
+
+def _strings(dataset) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else s for s in dataset[:]]
+
+
+@dataclass
+class ClipTable:
+    ids: list[str]
+    labels: np.ndarray  # int64 index into label_names
+    label_names: list[str]
+    speakers: list[str]
+    durations: np.ndarray  # float32 seconds, nan when unknown
+    texts: list[str]
+    audio_paths: list[str]
+    video_paths: list[str]
+    extras: dict[str, list[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self, ids: Sequence[str]) -> np.ndarray:
+        lookup = {c: i for i, c in enumerate(self.ids)}
+        missing = [c for c in ids if c not in lookup]
+        if missing:
+            raise CacheError(f"clips not in this cache: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        return np.array([lookup[c] for c in ids], dtype=np.int64)
+
+
+@dataclass
+class ModalityInfo:
+    fingerprint: dict
+    row_shape: tuple[int, ...]
+    dtype: str
+    status: np.ndarray  # (N,) uint8
+    reasons: list[str]
+    offsets: np.ndarray  # (N, 2)
+    rows: int
+
+
+class CacheReader:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        with open_h5(self.path, "r") as h5:
+            check_emo_file(h5, self.path)
+            try:
+                self._read_metadata(h5)
+            except (KeyError, OSError) as exc:
+                raise CacheError(f"{self.path}: corrupt cache ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+    def _read_metadata(self, h5) -> None:
+        self.dataset = str(h5.attrs.get("dataset", ""))
+        self.emo_version = str(h5.attrs.get("emo_version", ""))
+        self.created = str(h5.attrs.get("created", ""))
+        table = h5["clips"]
+        self.clips = ClipTable(
+            ids=_strings(table["id"]),
+            labels=table["label"][:].astype(np.int64),
+            label_names=read_json_attr(table, "label_names"),
+            speakers=_strings(table["speaker"]),
+            durations=table["duration"][:],
+            texts=_strings(table["text"]),
+            audio_paths=_strings(table["audio_path"]),
+            video_paths=_strings(table["video_path"]),
+            extras={name: _strings(table["extras"][name]) for name in table.get("extras", {})},
+        )
+        self._modalities: dict[str, ModalityInfo] = {}
+        for name in MODALITIES:
+            if name not in h5:
+                continue
+            group = h5[name]
+            self._modalities[name] = ModalityInfo(
+                fingerprint=read_json_attr(group, "fingerprint", {}),
+                row_shape=tuple(int(n) for n in group.attrs["row_shape"]),
+                dtype=str(group.attrs["dtype"]),
+                status=group["status"][:],
+                reasons=_strings(group["reason"]),
+                offsets=group["offsets"][:],
+                rows=group["data"].shape[0],
+            )
+
+    # -- what is here -----------------------------------------------------------------
+    @property
+    def modalities(self) -> list[str]:
+        return list(self._modalities)
+
+    def info(self, modality: str) -> ModalityInfo:
+        if modality not in self._modalities:
+            present = ", ".join(self._modalities) or "none"
+            raise CacheError(f"{self.path}: no {modality!r} modality in this cache (present: {present})")
+        return self._modalities[modality]
+
+    def fingerprint(self, modality: str) -> dict:
+        return self.info(modality).fingerprint
+
+    def row_shape(self, modality: str) -> tuple[int, ...]:
+        return self.info(modality).row_shape
+
+    def status(self, modality: str) -> tuple[np.ndarray, list[str]]:
+        info = self.info(modality)
+        return info.status, info.reasons
+
+    def ok_ids(self, modality: str) -> list[str]:
+        status = self.info(modality).status
+        return [self.clips.ids[i] for i in np.flatnonzero(status == STATUS_OK)]
+
+    def layer_ids(self, modality: str) -> list:
+        """The hidden-layer ids stored along axis 1 of a feature modality (as the fingerprint lists them)."""
+        info = self.info(modality)
+        if info.dtype == "uint8" or len(info.row_shape) != 2:
+            raise CacheError(f"{self.path}: {modality} holds no layer axis (row shape {info.row_shape})")
+        listed = info.fingerprint.get("layer_ids", info.fingerprint.get("layers"))
+        if isinstance(listed, list) and len(listed) == info.row_shape[0]:
+            return listed
+        return list(range(info.row_shape[0]))
+
+    def failures(self, modality: str) -> list[tuple[str, str, str]]:
+        """(clip id, 'missing'|'failed', reason) for every clip without a sequence."""
+        info = self.info(modality)
+        return [
+            (self.clips.ids[i], STATUS_NAMES[int(info.status[i])], info.reasons[i])
+            for i in np.flatnonzero((info.status != STATUS_OK) & (info.status != 0))
+        ]
+
+    # -- loading ----------------------------------------------------------------------
+    def load(self, modality: str, clips: Sequence[str] | None = None, layers: Sequence | None = None) -> Sequences:
+        """Read the sequences of `clips` (default: every ok clip) into memory with one bulk read."""
+        info = self.info(modality)
+        if clips is None:
+            index = np.flatnonzero(info.status == STATUS_OK)
+        else:
+            index = self.clips.index(list(clips))
+            bad = index[info.status[index] != STATUS_OK]
+            if len(bad):
+                names = [f"{self.clips.ids[i]} ({STATUS_NAMES[int(info.status[i])]})" for i in bad[:5]]
+                raise CacheError(f"{self.path}: {len(bad)} requested clips have no {modality}: {', '.join(names)}")
+        layer_index = None
+        if layers is not None:
+            stored = self.layer_ids(modality)
+            unknown = [layer for layer in layers if layer not in stored]
+            if unknown:
+                raise CacheError(f"{self.path}: {modality} layers {unknown} not cached (cached: {stored})")
+            layer_index = [stored.index(layer) for layer in layers]
+        spans = info.offsets[index]
+        ids = [self.clips.ids[i] for i in index]
+        if len(index) == 0:
+            return Sequences(ids, np.zeros((0, *info.row_shape), info.dtype), np.zeros(1, np.int64))
+        lo, hi = int(spans[:, 0].min()), int(spans[:, 1].max())
+        with open_h5(self.path, "r") as h5:
+            try:
+                block = h5[modality]["data"][lo:hi]  # one contiguous read covering every wanted clip
+            except OSError as exc:
+                raise CacheError(f"{self.path}: corrupt {modality} data ({str(exc)[:120]})") from None
+        if layer_index is not None:
+            block = block[:, layer_index]
+        rows, offsets = gather_rows(spans - lo)
+        data = block if (len(rows) == len(block) and np.array_equal(rows, np.arange(len(block)))) else block[rows]
+        return Sequences(ids, data, offsets)

@@ -1,0 +1,288 @@
+"""CacheWriter: create or resume a cache and append one modality's sequences batch by batch."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from emo import __version__
+from emo.cache.fingerprint import canonical
+from emo.cache.h5file import check_emo_file, open_h5, read_json_attr
+from emo.cache.schema import (
+    CLIP_STRING_COLUMNS,
+    FORMAT,
+    MODALITIES,
+    SCHEMA_VERSION,
+    STATUS_FAILED,
+    STATUS_MISSING,
+    STATUS_OK,
+    STATUS_PENDING,
+    chunk_rows,
+)
+from emo.clip import Clip
+from emo.errors import CacheError
+
+_STATUS_BY_NAME = {"missing": STATUS_MISSING, "failed": STATUS_FAILED}
+
+
+def _str_dataset(group, name: str, values: Sequence[str]):
+    import h5py
+
+    return group.create_dataset(
+        name, data=np.array(values, dtype=object), dtype=h5py.string_dtype(), maxshape=(None,), chunks=(1024,)
+    )
+
+
+def _append(dataset, values) -> None:
+    start = dataset.shape[0]
+    dataset.resize(start + len(values), axis=0)
+    dataset[start:] = values
+
+
+class CacheWriter:
+    """Writes a cache; reopening the same path resumes it (new clips are appended).
+
+    The HDF5 file stays open (and locked against other processes) until `close`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        dataset: str | None = None,
+        clips: Sequence[Clip] | None = None,
+        label_names: Sequence[str] | None = None,
+    ):
+        self.path = Path(path)
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        if not existed and not clips:
+            raise CacheError(f"{self.path}: a new cache needs its clips")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.h5 = open_h5(self.path, "a")
+        try:
+            if existed:
+                check_emo_file(self.h5, self.path)
+            else:
+                self._create(dataset or "unknown", clips, label_names)
+            if existed and clips:
+                self._append_new_clips(clips)
+            self._index = {cid: i for i, cid in enumerate(self.clip_ids)}
+            for modality in self.modalities:
+                self._drop_uncommitted_rows(modality)
+            self.h5.flush()
+        except BaseException:
+            self.h5.close()
+            raise
+
+    # -- clip table -------------------------------------------------------------------
+    def _create(self, dataset: str, clips: Sequence[Clip], label_names: Sequence[str] | None) -> None:
+        ids = [c.id for c in clips]
+        if len(set(ids)) != len(ids):
+            raise CacheError(f"{self.path}: duplicate clip ids in the clip list")
+        names = list(label_names) if label_names else sorted({c.label for c in clips})
+        self.h5.attrs.update(
+            format=FORMAT,
+            schema_version=SCHEMA_VERSION,
+            dataset=dataset,
+            emo_version=__version__,
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+        table = self.h5.create_group("clips")
+        table.attrs["label_names"] = json.dumps(names)
+        table.create_dataset("label", data=self._label_indices(clips, names), maxshape=(None,), chunks=(4096,))
+        durations = np.array([np.nan if c.duration is None else c.duration for c in clips], dtype=np.float32)
+        table.create_dataset("duration", data=durations, maxshape=(None,), chunks=(4096,))
+        for column, values in self._string_columns(clips).items():
+            _str_dataset(table, column, values)
+        extras = table.create_group("extras")
+        for column, values in self._extra_columns(clips, self._extra_names(clips)).items():
+            _str_dataset(extras, column, values)
+
+    def _label_indices(self, clips: Sequence[Clip], names: list[str]) -> np.ndarray:
+        lookup = {n: i for i, n in enumerate(names)}
+        unknown = sorted({c.label for c in clips} - set(lookup))
+        if unknown:
+            raise CacheError(f"{self.path}: labels {unknown} are not in the label set {names}")
+        return np.array([lookup[c.label] for c in clips], dtype=np.int16)
+
+    @staticmethod
+    def _string_columns(clips: Sequence[Clip]) -> dict[str, list[str]]:
+        return {
+            "id": [c.id for c in clips],
+            "speaker": [c.speaker for c in clips],
+            "text": [c.text or "" for c in clips],
+            "audio_path": [c.audio or "" for c in clips],
+            "video_path": [c.video or "" for c in clips],
+        }
+
+    @staticmethod
+    def _extra_names(clips: Sequence[Clip]) -> list[str]:
+        return sorted({key for c in clips for key in c.extras})
+
+    @staticmethod
+    def _extra_columns(clips: Sequence[Clip], names: Sequence[str]) -> dict[str, list[str]]:
+        return {name: [str(c.extras.get(name, "")) for c in clips] for name in names}
+
+    def _append_new_clips(self, clips: Sequence[Clip]) -> None:
+        known = set(self.clip_ids)
+        new = [c for c in clips if c.id not in known]
+        if not new:
+            return
+        table = self.h5["clips"]
+        names = read_json_attr(table, "label_names")
+        _append(table["label"], self._label_indices(new, names))
+        _append(table["duration"], np.array([np.nan if c.duration is None else c.duration for c in new], np.float32))
+        for column, values in self._string_columns(new).items():
+            _append(table[column], np.array(values, dtype=object))
+        for column in table["extras"]:
+            _append(table["extras"][column], np.array([str(c.extras.get(column, "")) for c in new], dtype=object))
+        # Offsets and status of existing modalities grow with the clip table; new clips are pending.
+        for modality in self.modalities:
+            self._grow_modality(self.h5[modality], len(self.clip_ids))
+
+    @property
+    def clip_ids(self) -> list[str]:
+        return [s.decode() if isinstance(s, bytes) else s for s in self.h5["clips/id"][:]]
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m in MODALITIES if m in self.h5]
+
+    # -- modalities -------------------------------------------------------------------
+    def prepare(
+        self,
+        modality: str,
+        fingerprint: dict,
+        row_shape: tuple[int, ...],
+        dtype: str,
+        force: bool = False,
+    ) -> str:
+        """Get `modality` ready for writing: 'kept' (same fingerprint, resume), 'new' or 'rebuilt'."""
+        if modality not in MODALITIES:
+            raise CacheError(f"{self.path}: unknown modality {modality!r} (one of {', '.join(MODALITIES)})")
+        row_shape = tuple(int(n) for n in row_shape)
+        if modality in self.h5:
+            group = self.h5[modality]
+            same = (
+                group.attrs.get("fingerprint") == canonical(fingerprint)
+                and tuple(group.attrs["row_shape"]) == row_shape
+                and group.attrs["dtype"] == np.dtype(dtype).name
+            )
+            if same and not force:
+                return "kept"
+            del self.h5[modality]  # a changed backbone invalidates every stored clip of this modality
+            action = "rebuilt"
+        else:
+            action = "new"
+        import h5py
+
+        n = len(self._index)
+        group = self.h5.create_group(modality)
+        row_bytes = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
+        group.create_dataset(
+            "data", shape=(0, *row_shape), maxshape=(None, *row_shape), dtype=dtype, chunks=(chunk_rows(row_bytes), *row_shape)
+        )
+        group.create_dataset("offsets", data=np.zeros((n, 2), np.int64), maxshape=(None, 2), chunks=(4096, 2))
+        group.create_dataset("status", data=np.zeros(n, np.uint8), maxshape=(None,), chunks=(4096,))
+        group.create_dataset("reason", data=np.array([""] * n, dtype=object), dtype=h5py.string_dtype(), maxshape=(None,), chunks=(1024,))
+        group.attrs.update(fingerprint=canonical(fingerprint), row_shape=row_shape, dtype=np.dtype(dtype).name)
+        self.h5.flush()
+        return action
+
+    @staticmethod
+    def _grow_modality(group, n: int) -> None:
+        old = group["status"].shape[0]
+        for name in ("offsets", "status", "reason"):
+            group[name].resize(n, axis=0)
+        group["reason"][old:] = np.array([""] * (n - old), dtype=object)
+
+    def _drop_uncommitted_rows(self, modality: str) -> None:
+        """Cut data rows a killed writer appended but never committed (their status stayed pending)."""
+        group = self.h5[modality]
+        status = group["status"][:]
+        ok = status == STATUS_OK
+        end = int(group["offsets"][:, 1][ok].max()) if ok.any() else 0
+        if group["data"].shape[0] != end:
+            group["data"].resize(end, axis=0)
+
+    def _group(self, modality: str):
+        if modality not in self.h5:
+            raise CacheError(f"{self.path}: modality {modality!r} was not prepared")
+        return self.h5[modality]
+
+    def status_codes(self, modality: str) -> np.ndarray:
+        return self._group(modality)["status"][:]
+
+    def pending(self, modality: str) -> list[str]:
+        status = self.status_codes(modality)
+        ids = self.clip_ids
+        return [ids[i] for i in np.flatnonzero(status == STATUS_PENDING)]
+
+    def _rows(self, modality: str, clip_ids) -> np.ndarray:
+        try:
+            return np.array([self._index[c] for c in clip_ids], dtype=np.int64)
+        except KeyError as exc:
+            raise CacheError(f"{self.path}: clip {exc.args[0]!r} is not in the cache's clip table") from None
+
+    def write(self, modality: str, sequences: Mapping[str, np.ndarray]) -> None:
+        """Append one batch; it becomes visible all at once, after the data is on disk."""
+        if not sequences:
+            return
+        group = self._group(modality)
+        row_shape = tuple(group.attrs["row_shape"])
+        ids = list(sequences)
+        rows = self._rows(modality, ids)
+        order = np.argsort(rows)  # h5py point selections must be increasing
+        rows, ids = rows[order], [ids[i] for i in order]
+        arrays = [np.asarray(sequences[c]) for c in ids]
+        for cid, arr in zip(ids, arrays):
+            if arr.ndim != len(row_shape) + 1 or tuple(arr.shape[1:]) != row_shape or arr.shape[0] == 0:
+                raise CacheError(f"{self.path}: clip {cid!r} {modality} has shape {arr.shape}, expected (T>0, {row_shape})")
+        if np.any(group["status"][rows.tolist()] == STATUS_OK):
+            raise CacheError(f"{self.path}: a clip in this batch is already stored for {modality}")
+        lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+        data = group["data"]
+        start = data.shape[0]
+        ends = start + np.cumsum(lengths)
+        data.resize(int(ends[-1]), axis=0)
+        data[start:] = np.concatenate(arrays).astype(data.dtype, copy=False)
+        group["offsets"][rows.tolist()] = np.stack([ends - lengths, ends], axis=1)
+        group["reason"][rows.tolist()] = np.array([""] * len(ids), dtype=object)
+        self.h5.flush()
+        # The commit point: statuses turn ok only once data and offsets are flushed.
+        group["status"][rows.tolist()] = STATUS_OK
+        self.h5.flush()
+
+    def fail(self, modality: str, clip_id: str, reason: str, status: str = "failed") -> None:
+        """Record why a clip has no sequence ('missing': no such modality; 'failed': an error)."""
+        if status not in _STATUS_BY_NAME:
+            raise ValueError(f"status must be 'missing' or 'failed', not {status!r}")
+        group = self._group(modality)
+        row = int(self._rows(modality, [clip_id])[0])
+        group["reason"][row] = reason.replace("\n", " ")[:500]
+        group["status"][row] = _STATUS_BY_NAME[status]
+        self.h5.flush()
+
+    def retry_failed(self, modality: str) -> int:
+        """Turn failed clips back to pending (after the user fixed the files); returns how many."""
+        group = self._group(modality)
+        status = group["status"][:]
+        failed = np.flatnonzero(status == STATUS_FAILED)
+        if len(failed):
+            group["status"][failed.tolist()] = STATUS_PENDING
+            self.h5.flush()
+        return len(failed)
+
+    def close(self) -> None:
+        if self.h5.id.valid:
+            self.h5.close()
+
+    def __enter__(self) -> "CacheWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,65 @@
+"""Resolve a backbone name (Hugging Face id or local folder) to files on disk and a revision.
+
+The revision goes into the cache fingerprint, so a silently updated model is noticed:
+for a hub id it is the snapshot hash the local hub cache resolves to; for a local folder
+it is a hash of its weight and config files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from emo.errors import BackboneError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".msgpack", ".h5")
+HASHED_NAMES = ("config.json", "preprocessor_config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str  # what the user typed
+    path: str  # local folder holding config and weights
+    revision: str  # "sha256:<hex>" for a local folder, the snapshot commit hash for a hub id
+
+
+def hash_folder(path: Path) -> str:
+    """sha256 over the weight/config files of a folder (names and contents, sorted)."""
+    digest = hashlib.sha256()
+    files = sorted(
+        p for p in path.rglob("*") if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in HASHED_NAMES)
+    )
+    if not files:
+        raise BackboneError(f"{path}: no weights or config.json found in this folder")
+    for file in files:
+        digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def resolve_pretrained(name: str) -> ResolvedModel:
+    """Local folder or hub id -> ResolvedModel; a clear BackboneError when neither works offline."""
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return ResolvedModel(name=name, path=str(folder.resolve()), revision=hash_folder(folder))
+    if folder.exists():
+        raise BackboneError(f"{name}: is a file; a backbone is a model folder or a Hugging Face id")
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(
+            name,
+            allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.model"],
+            local_files_only=os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"),
+        )
+    except Exception as exc:  # hub unreachable, unknown repo, offline without a cached copy
+        raise BackboneError(
+            f"{name}: cannot load from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+            "download it where the hub is reachable and pass the local folder instead, "
+            "e.g. --audio-backbone /models/wav2vec2-large-robust"
+        ) from None
+    return ResolvedModel(name=name, path=path, revision=Path(path).name)
