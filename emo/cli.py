@@ -26,7 +26,7 @@ def fail(message: str, code: int = 1) -> None:
     """Print a one-line error and exit non-zero (no traceback for expected bad input)."""
     from rich.console import Console
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -88,9 +88,28 @@ def cache_verify(cache: Path = typer.Argument(..., help="An emo HDF5 cache file.
         fail(str(exc))
     if problems:
         for problem in problems:
-            Console(stderr=True).print(f"[red]{cache}:[/] {problem}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(f"[red]{cache}:[/] {problem}", highlight=False)
         raise typer.Exit(1)
     Console().print(f"[green]ok[/] {cache}")
+
+
+@cache_app.command("merge")
+def cache_merge(
+    shards: List[Path] = typer.Argument(..., help="Shard caches written by `emo extract --shard I/N` (or torchrun ranks)."),
+    out: Path = typer.Option(..., "-o", "--out", help="The merged cache to write."),
+) -> None:
+    """Merge shard caches into one: every clip once, fingerprints must agree."""
+    from rich.console import Console
+
+    from emo.cache.merge import merge_caches
+    from emo.errors import EmoError
+
+    try:
+        summary = merge_caches(shards, out)
+    except EmoError as exc:
+        fail(str(exc))
+    ok = ", ".join(f"{m} {n}" for m, n in summary.ok.items())
+    Console().print(f"[green]merged[/] {len(shards)} shards -> {out}: {summary.clips} clips; ok: {ok}")
 # </cache-section>
 
 

@@ -217,3 +217,37 @@ def test_write_rejects_wrong_shapes_and_unknown_clips(tmp_path):
         writer.write("audio", {"clip0000": np.zeros((4, 3, 8), np.float16)})
         with pytest.raises(CacheError, match="already stored"):
             writer.write("audio", {"clip0000": np.zeros((4, 3, 8), np.float16)})
+
+
+def write_shard(path, clips, values, fingerprint):
+    with CacheWriter(path, dataset="d", clips=clips, label_names=LABELS) as writer:
+        writer.prepare("audio", fingerprint, (3, 8), "float16")
+        writer.write("audio", {c.id: values[c.id] for c in clips[1:]})
+        writer.fail("audio", clips[0].id, "corrupt wav")
+
+
+def test_merge_shards_every_clip_once_and_refuses_mismatched_fingerprints(tmp_path):
+    from typer.testing import CliRunner
+
+    from emo.cli import app
+
+    clips = make_clips(20)
+    values = ragged(clips)
+    write_shard(tmp_path / "s0.h5", clips[0::2], values, {"backbone": "b"})
+    write_shard(tmp_path / "s1.h5", clips[1::2], values, {"backbone": "b"})
+    result = CliRunner().invoke(app, ["cache", "merge", str(tmp_path / "s0.h5"), str(tmp_path / "s1.h5"), "-o", str(tmp_path / "all.h5")])
+    assert result.exit_code == 0, result.output
+    merged = CacheReader(tmp_path / "all.h5")
+    assert merged.clips.ids == sorted(c.id for c in clips)
+    seqs = merged.load("audio")
+    assert len(seqs) == 18 and len(set(seqs.ids)) == 18
+    for i, cid in enumerate(seqs.ids):
+        np.testing.assert_array_equal(seqs[i], values[cid])
+    assert {f[0] for f in merged.failures("audio")} == {clips[0].id, clips[1].id}
+    assert merged.clips.extras["level"] == [c.extras["level"] for c in sorted(clips, key=lambda c: c.id)]
+
+    write_shard(tmp_path / "s2.h5", clips[2::3], values, {"backbone": "other"})
+    result = CliRunner().invoke(app, ["cache", "merge", str(tmp_path / "s0.h5"), str(tmp_path / "s2.h5"), "-o", str(tmp_path / "bad.h5")])
+    assert result.exit_code == 1
+    assert "s2.h5: audio fingerprint differs" in result.output and "backbone: 'b' -> 'other'" in result.output
+    assert not (tmp_path / "bad.h5").exists()

@@ -1,6 +1,7 @@
 """The HDF5 feature cache: the contract between `emo extract` and `emo fit`."""
 
 from emo.cache.fingerprint import canonical, differences
+from emo.cache.merge import MergeSummary, merge_caches
 from emo.cache.reader import CacheReader, ClipTable
 from emo.cache.schema import (
     MODALITIES,
@@ -17,6 +18,8 @@ from emo.cache.writer import CacheWriter
 __all__ = [
     "CacheReader",
     "CacheWriter",
+    "MergeSummary",
+    "merge_caches",
     "ClipTable",
     "Sequences",
     "MODALITIES",

@@ -15,6 +15,7 @@ import numpy as np
 from emo.cache.h5file import check_emo_file, open_h5, read_json_attr
 from emo.cache.schema import MODALITIES, STATUS_NAMES, STATUS_OK
 from emo.cache.sequences import Sequences, gather_rows
+from emo.clip import Clip
 from emo.errors import CacheError
 
 
@@ -36,6 +37,22 @@ class ClipTable:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def to_clips(self) -> list[Clip]:
+        """The table as Clip records again (empty strings back to None)."""
+        return [
+            Clip(
+                id=cid,
+                label=self.label_names[int(self.labels[i])],
+                speaker=self.speakers[i],
+                audio=self.audio_paths[i] or None,
+                video=self.video_paths[i] or None,
+                text=self.texts[i] or None,
+                duration=None if np.isnan(self.durations[i]) else float(self.durations[i]),
+                extras={name: values[i] for name, values in self.extras.items() if values[i] != ""},
+            )
+            for i, cid in enumerate(self.ids)
+        ]
 
     def index(self, ids: Sequence[str]) -> np.ndarray:
         lookup = {c: i for i, c in enumerate(self.ids)}

