@@ -74,7 +74,7 @@ def merge_caches(shards: Sequence[str | Path], out: str | Path, dataset: str | N
         for modality in modalities:
             holders = [r for r in readers if modality in r.modalities]
             info = holders[0].info(modality)
-            writer.prepare(modality, info.fingerprint, info.row_shape, info.dtype)
+            writer.prepare(modality, info.fingerprint, info.row_shape, info.dtype, options=info.options)
             stored: set[str] = set()
             dropped = 0
             for reader in holders:

@@ -71,6 +71,7 @@ class ModalityInfo:
     reasons: list[str]
     offsets: np.ndarray  # (N, 2)
     rows: int
+    options: dict  # how the extractor was asked for (see CacheWriter.prepare); {} when unrecorded
 
 
 class CacheReader:
@@ -112,6 +113,7 @@ class CacheReader:
                 reasons=_strings(group["reason"]),
                 offsets=group["offsets"][:],
                 rows=group["data"].shape[0],
+                options=read_json_attr(group, "extract_options", {}),
             )
 
     # -- what is here -----------------------------------------------------------------

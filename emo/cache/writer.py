@@ -160,8 +160,13 @@ class CacheWriter:
         row_shape: tuple[int, ...],
         dtype: str,
         force: bool = False,
+        options: dict | None = None,
     ) -> str:
-        """Get `modality` ready for writing: 'kept' (same fingerprint, resume), 'new' or 'rebuilt'."""
+        """Get `modality` ready for writing: 'kept' (same fingerprint, resume), 'new' or 'rebuilt'.
+
+        `options` (JSON-able) records how the extractor was asked for (backbone name, layers
+        spec, fps...) so `emo predict` can rebuild the same extractor; it is not compared.
+        """
         if modality not in MODALITIES:
             raise CacheError(f"{self.path}: unknown modality {modality!r} (one of {', '.join(MODALITIES)})")
         row_shape = tuple(int(n) for n in row_shape)
@@ -173,6 +178,8 @@ class CacheWriter:
                 and group.attrs["dtype"] == np.dtype(dtype).name
             )
             if same and not force:
+                if options is not None:
+                    group.attrs["extract_options"] = json.dumps(options, sort_keys=True, default=str)
                 return "kept"
             del self.h5[modality]  # a changed backbone invalidates every stored clip of this modality
             action = "rebuilt"
@@ -190,6 +197,8 @@ class CacheWriter:
         group.create_dataset("status", data=np.zeros(n, np.uint8), maxshape=(None,), chunks=(4096,))
         group.create_dataset("reason", data=np.array([""] * n, dtype=object), dtype=h5py.string_dtype(), maxshape=(None,), chunks=(1024,))
         group.attrs.update(fingerprint=canonical(fingerprint), row_shape=row_shape, dtype=np.dtype(dtype).name)
+        if options is not None:
+            group.attrs["extract_options"] = json.dumps(options, sort_keys=True, default=str)
         self.h5.flush()
         return action
 
