@@ -1,0 +1,92 @@
+"""Decode any clip's sound to one 16 kHz mono float32 signal.
+
+Audio files (wav, flac, mp3, ogg...) go through soundfile (libsndfile); the audio track of a
+video container (mp4, flv, mkv...) goes through PyAV (ffmpeg). Channels are averaged and the
+result is resampled with soxr, so every backbone sees the same signal for the same file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from emo.errors import ClipError, ClipMissing
+
+SAMPLE_RATE = 16000
+# Extensions libsndfile reads itself; anything else (video containers, m4a, aac...) goes to ffmpeg.
+SOUNDFILE_SUFFIXES = frozenset(
+    {".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".aiff", ".aif", ".au", ".caf", ".w64"}
+)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    data, rate = soundfile.read(path, dtype="float32", always_2d=True)  # (n, channels)
+    return data.mean(axis=1, dtype=np.float32), int(rate)
+
+
+def _read_av(path: str) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(path) as container:
+        if not container.streams.audio:
+            raise ClipMissing(path, "no audio track")
+        stream = container.streams.audio[0]
+        # Planar float keeps channels apart so the downmix below is the same plain mean as for
+        # soundfile (ffmpeg's own mono downmix applies centre-mix gains).
+        to_float = av.AudioResampler(format="fltp")
+        chunks = []
+        for frame in container.decode(stream):
+            for converted in to_float.resample(frame):
+                chunks.append(converted.to_ndarray())
+        chunks.extend(converted.to_ndarray() for converted in to_float.resample(None))
+        rate = stream.codec_context.sample_rate or stream.rate
+    if not chunks:
+        return np.zeros(0, np.float32), int(rate or SAMPLE_RATE)
+    return np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32), int(rate)
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `sample_rate`, shape (n,).
+
+    Raises ClipMissing when a container has no audio track, ClipError when the file is absent,
+    corrupt or holds no samples.
+    """
+    path = str(path)
+    if not Path(path).is_file():
+        raise ClipError(path, "file not found")
+    use_soundfile = Path(path).suffix.lower() in SOUNDFILE_SUFFIXES
+    try:
+        samples, rate = _read_soundfile(path) if use_soundfile else _read_av(path)
+    except ClipError:
+        raise
+    except Exception as first:
+        if not use_soundfile:
+            raise ClipError(path, f"cannot decode audio ({_one_line(first)})") from None
+        # libsndfile refuses some valid variants (odd wav headers, mp3 tags) that ffmpeg reads.
+        try:
+            samples, rate = _read_av(path)
+        except Exception:
+            raise ClipError(path, f"cannot decode audio ({_one_line(first)})") from None
+    if samples.size == 0:
+        raise ClipError(path, "zero-length audio (no samples)")
+    if not np.isfinite(samples).all():
+        raise ClipError(path, "audio holds NaN or infinite samples")
+    if rate != sample_rate:
+        import soxr
+
+        samples = soxr.resample(samples, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
+        if samples.size == 0:
+            raise ClipError(path, f"too short to resample ({rate} Hz -> {sample_rate} Hz gives no samples)")
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def duration_seconds(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    return float(samples.shape[0]) / sample_rate

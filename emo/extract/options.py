@@ -1,0 +1,79 @@
+"""What `emo extract` can be asked to do: defaults, the options record and its parsers.
+
+Standard library only: `emo.cli` imports this at start-up, so `emo --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_AUDIO_BACKBONE = "facebook/wav2vec2-large-robust"
+DEFAULT_TEXT_BACKBONE = "beomi/KcELECTRA-base-v2022"
+EXTRACT_MODALITIES = ("audio", "text", "faces", "visual")
+
+# Batch budgets in each extractor's own `cost` units. Audio is seconds of audio (what
+# --batch-seconds sets); the others are the extractors' units (tokens, frames). An extractor
+# may carry its own `batch_budget` attribute, which replaces the default here.
+DEFAULT_BATCH_SECONDS = 120.0
+DEFAULT_BUDGETS = {"audio": DEFAULT_BATCH_SECONDS, "text": 8192.0, "faces": 512.0, "visual": 512.0}
+
+
+def default_workers() -> int:
+    """Threads for CPU `prepare` (decoding releases the GIL); one core is left to the encoder."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class ExtractOptions:
+    """Extractor settings; None means "the extractor's own default" (the fingerprint records the value used)."""
+
+    audio_backbone: str = DEFAULT_AUDIO_BACKBONE
+    audio_layers: str | None = None
+    text_backbone: str = DEFAULT_TEXT_BACKBONE
+    text_layers: str | None = None
+    visual_backbone: str | None = None
+    fps: float | None = None
+    frames: int | None = None
+    face_size: int | None = None
+    device: str | None = None  # None: "cuda" when available, else "cpu"
+    batch_seconds: float = DEFAULT_BATCH_SECONDS
+    workers: int = field(default_factory=default_workers)
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and self.frames is not None:
+            raise ValueError("give --fps or --frames, not both")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"--fps must be positive, not {self.fps}")
+        if self.frames is not None and self.frames <= 0:
+            raise ValueError(f"--frames must be positive, not {self.frames}")
+        if self.face_size is not None and self.face_size <= 0:
+            raise ValueError(f"--face-size must be positive, not {self.face_size}")
+        if self.batch_seconds <= 0:
+            raise ValueError(f"--batch-seconds must be positive, not {self.batch_seconds}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be at least 1, not {self.workers}")
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """'I/N' -> (I, N) with 0 <= I < N; None stays None."""
+    if spec is None:
+        return None
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like I/N (e.g. 0/4), not {spec!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {spec}: need 0 <= I < N")
+    return index, count
+
+
+def parse_modalities(spec: str | None) -> list[str] | None:
+    """'audio,text' -> ['audio', 'text'] (order kept, duplicates dropped); None stays None (= what the dataset has)."""
+    if spec is None:
+        return None
+    names = [part.strip().lower() for part in spec.split(",") if part.strip()]
+    unknown = [n for n in names if n not in EXTRACT_MODALITIES]
+    if unknown or not names:
+        raise ValueError(f"--modalities {spec!r}: choose from {', '.join(EXTRACT_MODALITIES)}")
+    return list(dict.fromkeys(names))

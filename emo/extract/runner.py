@@ -1,0 +1,375 @@
+"""`emo extract` as a library: dataset -> extractors -> resumable HDF5 cache.
+
+For each modality the runner compares the extractor's fingerprint with the cache's
+(`CacheWriter.prepare`: kept / new / rebuilt), takes the clips still pending, prepares
+them on CPU threads ahead of the encoder, cuts batches by cost and writes each batch
+atomically. A killed run therefore resumes after its last written batch, and a clip that
+fails is recorded (status + reason) while the run carries on. Only a backbone that cannot
+load (BackboneError) or a bad dataset/cache stops the run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from emo.clip import Clip
+from emo.errors import BackboneError, CacheError, ClipError
+from emo.extract.batching import Prepared, batches_by_cost, batching_order, prepare_ahead, with_probed_durations
+from emo.extract.options import DEFAULT_BUDGETS, EXTRACT_MODALITIES, ExtractOptions, default_workers
+
+if TYPE_CHECKING:
+    import numpy as np
+    from rich.console import Console
+
+    from emo.cache import CacheWriter
+    from emo.extract.base import Extractor
+
+MAX_REASONS_KEPT = 5
+
+
+@dataclass
+class ModalitySummary:
+    modality: str
+    backbone: str
+    action: str  # what the cache did with this modality: "new" | "kept" | "rebuilt"
+    clips: int  # clips this run covered
+    extracted: int  # sequences written by this run
+    kept: int  # sequences already in the cache (same fingerprint), not recomputed
+    missing: int  # clips without this modality (all runs)
+    failed: int  # clips that failed (all runs)
+    reasons: list[str] = field(default_factory=list)  # "clip: reason" for the first few missing/failed
+    seconds: float = 0.0
+
+
+@dataclass
+class ExtractionSummary:
+    dataset: str
+    cache_path: Path
+    clips: int  # clips this run covered (the shard's, when sharded)
+    shard: tuple[int, int] | None
+    skipped: int  # files the dataset adapter skipped
+    skipped_reasons: list[str]
+    modalities: list[ModalitySummary]
+
+    @property
+    def any_ok(self) -> bool:
+        """True when at least one modality holds at least one sequence: the run was not in vain."""
+        return any(m.extracted + m.kept > 0 for m in self.modalities)
+
+
+# -- choosing what to extract ---------------------------------------------------------
+def available_modalities(clips: Sequence[Clip]) -> list[str]:
+    """The default --modalities: audio if clips have audio, text if they have transcripts, faces if video."""
+    found = []
+    if any(c.audio for c in clips):
+        found.append("audio")
+    if any(c.text for c in clips):
+        found.append("text")
+    if any(c.video for c in clips):
+        found.append("faces")
+    return found
+
+
+def shard_clips(clips: Sequence[Clip], shard: tuple[int, int] | None) -> list[Clip]:
+    """Shard I/N: the clips whose position in the id-sorted list is I modulo N.
+
+    Deterministic for a given dataset, disjoint across I, covering for I = 0..N-1, and
+    interleaved so each shard gets a similar mix of speakers and lengths.
+    """
+    if shard is None:
+        return list(clips)
+    index, count = shard
+    ordered = sorted(clips, key=lambda c: c.id)
+    return [c for i, c in enumerate(ordered) if i % count == index]
+
+
+def resolve_device(device: str | None) -> str:
+    if device:
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def build_extractor(modality: str, options: ExtractOptions, device: str) -> "Extractor":
+    """The extractor for one modality; BackboneError when its backbone cannot load."""
+    if modality == "audio":
+        from emo.extract.audio_backbones import make_audio_extractor
+
+        return make_audio_extractor(options.audio_backbone, device=device, **_given(layers=options.audio_layers))
+    if modality == "text":
+        from emo.extract.text_backbone import make_text_extractor
+
+        return make_text_extractor(options.text_backbone, device=device, **_given(layers=options.text_layers))
+    if modality == "faces":
+        from emo.extract.faces import FacesExtractor
+
+        return FacesExtractor(device=device, **_face_settings(options))
+    if modality == "visual":
+        from emo.extract.image_backbone import make_visual_extractor
+
+        return make_visual_extractor(options.visual_backbone, device=device, **_face_settings(options))
+    raise ValueError(f"unknown modality {modality!r} (one of {', '.join(EXTRACT_MODALITIES)})")
+
+
+def _given(**settings: Any) -> dict[str, Any]:
+    # Only what the user set: each extractor keeps its own defaults (and records them in its fingerprint).
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def _face_settings(options: ExtractOptions) -> dict[str, Any]:
+    return _given(fps=options.fps, frames=options.frames, face_size=options.face_size)
+
+
+# -- the library entry point ----------------------------------------------------------
+def run_extraction(
+    dataset: str,
+    root: str | Path,
+    cache_path: str | Path,
+    modalities: Sequence[str] | None = None,
+    options: ExtractOptions | None = None,
+    *,
+    shard: tuple[int, int] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    console: "Console | None" = None,
+    dataset_options: Mapping[str, Any] | None = None,
+) -> ExtractionSummary:
+    """Extract `modalities` (default: what the dataset has) of dataset `dataset` at `root` into `cache_path`."""
+    from emo.extract.datasets import load_clips
+    from emo.extract.report import skipped_line
+
+    options = options or ExtractOptions()
+    scan = load_clips(dataset, root, **dict(dataset_options or {}))
+    skipped = [_skip_text(s) for s in scan.skipped]
+    if skipped and (progress or console is not None):  # a library caller with progress=False and no console wants quiet
+        _console(console).print(f"[yellow]{skipped_line(len(skipped), skipped)}[/]", highlight=False)
+    clips = shard_clips(scan.clips, shard)
+    wanted = list(modalities) if modalities else available_modalities(scan.clips)
+    if not wanted:
+        raise CacheError(f"{root}: the {dataset} clips have no audio, text or video to extract")
+    device = resolve_device(options.device)
+    # Every backbone loads before any work starts: a typo in the last one fails in seconds, not hours in.
+    extractors = {}
+    for modality in wanted:
+        try:
+            extractors[modality] = build_extractor(modality, options, device)
+        except ValueError as err:  # settings the extractor refuses (e.g. a layer spec it cannot parse)
+            raise BackboneError(f"{modality} extractor: {err}") from None
+    budgets = {"audio": options.batch_seconds}
+    results = extract_into_cache(
+        clips,
+        cache_path,
+        extractors,
+        dataset=dataset,
+        label_names=scan.label_names,
+        force=force,
+        workers=options.workers,
+        budgets=budgets,
+        progress=progress,
+        console=console,
+    )
+    return ExtractionSummary(
+        dataset=dataset,
+        cache_path=Path(cache_path),
+        clips=len(clips),
+        shard=shard,
+        skipped=len(skipped),
+        skipped_reasons=skipped[:MAX_REASONS_KEPT],
+        modalities=results,
+    )
+
+
+def _skip_text(entry: Any) -> str:
+    if isinstance(entry, (tuple, list)):
+        return ": ".join(str(part) for part in entry)
+    return str(entry)
+
+
+def _console(console: "Console | None") -> "Console":
+    if console is not None:
+        return console
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+# -- the engine: clips + extractors -> cache ------------------------------------------------
+def extract_into_cache(
+    clips: Sequence[Clip],
+    cache_path: str | Path,
+    extractors: Mapping[str, "Extractor"],
+    *,
+    dataset: str,
+    label_names: Sequence[str] | None = None,
+    force: bool = False,
+    workers: int | None = None,
+    budgets: Mapping[str, float] | None = None,
+    progress: bool = True,
+    console: "Console | None" = None,
+) -> list[ModalitySummary]:
+    """Write every pending clip of each extractor's modality into the cache; resumable, per-clip failures recorded."""
+    from emo.cache import CacheReader, CacheWriter
+    from emo.extract.report import extraction_progress
+
+    if not clips:
+        raise CacheError(f"{cache_path}: no clips to extract")
+    _check_same_dataset(Path(cache_path), dataset)
+    workers = workers or default_workers()
+    clips = with_probed_durations(clips, workers)
+    by_id = {c.id: c for c in clips}
+    timings: dict[str, tuple[str, str, int, float]] = {}
+    with CacheWriter(cache_path, dataset=dataset, clips=clips, label_names=label_names) as writer:
+        with extraction_progress(_console(console) if progress else None, progress) as bars:
+            for modality, extractor in extractors.items():
+                started = time.perf_counter()
+                fingerprint = extractor.fingerprint()
+                action = writer.prepare(modality, fingerprint, tuple(extractor.row_shape), extractor.dtype, force=force)
+                todo = batching_order([by_id[c] for c in writer.pending(modality) if c in by_id])
+                task = bars.add_task(modality, total=len(todo))
+                # The user's budget (--batch-seconds) first, then the extractor's own, then ours.
+                budget = float((budgets or {}).get(modality) or getattr(extractor, "batch_budget", None) or DEFAULT_BUDGETS[modality])
+                extracted = _extract_modality(
+                    writer, modality, extractor, todo, workers, budget, lambda n, t=task: bars.advance(t, n)
+                )
+                timings[modality] = (_backbone_name(fingerprint, extractor), action, extracted, time.perf_counter() - started)
+    reader = CacheReader(cache_path)
+    return [_summarise(reader, list(by_id), m, *timings[m]) for m in extractors]
+
+
+def _check_same_dataset(path: Path, dataset: str) -> None:
+    if not (path.exists() and path.stat().st_size > 0):
+        return
+    from emo.cache import CacheReader
+
+    held = CacheReader(path).dataset
+    if held and held != dataset:
+        raise CacheError(f"{path}: this cache holds dataset {held!r}, not {dataset!r}; write to another file")
+
+
+def _backbone_name(fingerprint: Mapping[str, Any], extractor: Any) -> str:
+    for key in ("backbone", "name", "model"):
+        if isinstance(fingerprint.get(key), str):
+            return fingerprint[key]
+    return getattr(extractor, "name", type(extractor).__name__)
+
+
+def _extract_modality(
+    writer: "CacheWriter",
+    modality: str,
+    extractor: "Extractor",
+    todo: Sequence[Clip],
+    workers: int,
+    budget: float,
+    advance,
+) -> int:
+    """Prepare (threads) -> batch -> encode -> write; returns how many sequences were written."""
+    written = 0
+
+    def prepared_ok(stream):
+        # Clips whose preparation failed are recorded here and never reach a batch.
+        for item in stream:
+            if item.error is not None:
+                _record_failure(writer, modality, item.clip, item.error)
+                advance(1)
+            else:
+                yield item
+
+    # Enough look-ahead to keep every worker busy while a batch is encoded, small enough to bound memory.
+    prefetch = max(4 * workers, 16)
+    stream = prepare_ahead(extractor.prepare, todo, workers, prefetch)
+    for batch in batches_by_cost(prepared_ok(stream), extractor.cost, budget):
+        sequences: dict[str, np.ndarray] = {}
+        for item, outcome in _encode_batch(extractor, batch):
+            if isinstance(outcome, BaseException):
+                _record_failure(writer, modality, item.clip, outcome)
+                continue
+            array, problem = _as_stored(outcome, tuple(extractor.row_shape), extractor.dtype)
+            if problem:
+                writer.fail(modality, item.clip.id, problem)
+            else:
+                sequences[item.clip.id] = array
+        writer.write(modality, sequences)  # atomic: the whole batch is visible or none of it
+        written += len(sequences)
+        advance(len(batch))
+    return written
+
+
+def _encode_batch(extractor: "Extractor", batch: list[Prepared]) -> list[tuple[Prepared, Any]]:
+    """(item, array | exception) per clip. A batch that raises is retried clip by clip, so one
+    bad clip (or one too long for memory) costs only itself, never its batch-mates."""
+    try:
+        outputs = extractor.encode([item.value for item in batch])
+        if len(outputs) != len(batch):
+            raise RuntimeError(f"encode returned {len(outputs)} arrays for {len(batch)} clips")
+        return list(zip(batch, outputs))
+    except BackboneError:
+        raise
+    except Exception as exc:
+        if len(batch) == 1:
+            return [(batch[0], exc)]
+    results: list[tuple[Prepared, Any]] = []
+    for item in batch:
+        results.extend(_encode_batch(extractor, [item]))
+    return results
+
+
+def _as_stored(array: Any, row_shape: tuple[int, ...], dtype: str) -> tuple[Any, str | None]:
+    """The array as it will be stored, or a reason why it cannot be (wrong shape, empty, non-finite)."""
+    import numpy as np
+
+    array = np.asarray(array)
+    if array.ndim != len(row_shape) + 1 or tuple(array.shape[1:]) != row_shape:
+        return array, f"extractor returned shape {array.shape}, expected (T, {', '.join(map(str, row_shape))})"
+    if array.shape[0] == 0:
+        return array, "extractor returned an empty sequence (0 frames)"
+    with np.errstate(over="ignore"):  # overflow is reported below as a clip failure, not a warning
+        stored = array.astype(dtype, copy=False)
+    # Checked after the cast: a float32 value beyond float16's range becomes inf only here.
+    if stored.dtype.kind == "f" and not np.isfinite(stored).all():
+        return stored, f"non-finite values in the {dtype} sequence (NaN, or beyond the {dtype} range)"
+    return stored, None
+
+
+def _record_failure(writer: "CacheWriter", modality: str, clip: Clip, error: BaseException) -> None:
+    if isinstance(error, BackboneError):
+        raise error
+    if isinstance(error, ClipError):
+        writer.fail(modality, clip.id, error.reason, status=error.status)
+    else:  # an unexpected error in one clip (decoder bug, odd file): recorded with its type, the run goes on
+        text = str(error).splitlines()[0] if str(error) else ""
+        writer.fail(modality, clip.id, f"{type(error).__name__}: {text}".rstrip(": "))
+
+
+def _summarise(
+    reader, run_ids: Sequence[str], modality: str, backbone: str, action: str, extracted: int, seconds: float
+) -> ModalitySummary:
+    """Counts over this run's clips only (a cache may hold more: another root, earlier shards)."""
+    import numpy as np
+
+    from emo.cache import STATUS_FAILED, STATUS_MISSING, STATUS_NAMES, STATUS_OK
+
+    rows = reader.clips.index(run_ids)
+    all_codes, all_reasons = reader.status(modality)
+    codes = all_codes[rows]
+    unfinished = rows[(codes == STATUS_MISSING) | (codes == STATUS_FAILED)]
+    return ModalitySummary(
+        modality=modality,
+        backbone=backbone,
+        action=action,
+        clips=len(rows),
+        extracted=extracted,
+        kept=int(np.count_nonzero(codes == STATUS_OK)) - extracted,
+        missing=int(np.count_nonzero(codes == STATUS_MISSING)),
+        failed=int(np.count_nonzero(codes == STATUS_FAILED)),
+        reasons=[
+            f"{reader.clips.ids[i]} ({STATUS_NAMES[int(all_codes[i])]}): {all_reasons[i]}" for i in unfinished[:MAX_REASONS_KEPT]
+        ],
+        seconds=seconds,
+    )

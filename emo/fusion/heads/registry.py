@@ -1,0 +1,182 @@
+"""The head registry: heads chosen by name (timm's `@register_model`), listable, and
+checkpoints that describe themselves (`head.config` -> `Head.from_config`).
+
+A head maps a batch `{input key: (x, mask)}` to logits `(B, n_classes)`. Input keys are
+the cache's modality groups (`audio`, `text`, `visual`, `faces`); `faces` (uint8 crops)
+is the visual modality seen as pixels instead of encoder features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+from emo.errors import EmoError
+
+MODALITIES = ("audio", "text", "visual")
+KINDS = ("features", "faces")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of a head: its cache group `name`, its `kind` and the shape of one frame.
+
+    features: row_shape (L, D) = cached hidden layers x width (the layer axis is always there).
+    faces:    row_shape (S, S, 3) = square uint8 RGB crops.
+    """
+
+    name: str
+    kind: str
+    row_shape: tuple
+
+    def __post_init__(self) -> None:
+        # JSON round-trips turn tuples into lists; keep specs hashable and comparable.
+        object.__setattr__(self, "row_shape", tuple(int(n) for n in self.row_shape))
+        shape = self.row_shape
+        if self.kind == "features":
+            if len(shape) != 2 or min(shape) < 1:
+                raise EmoError(f"input {self.name!r}: features need row_shape (layers, width), got {shape}")
+        elif self.kind == "faces":
+            if len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1] or shape[0] < 1:
+                raise EmoError(f"input {self.name!r}: faces need row_shape (S, S, 3), got {shape}")
+        else:
+            raise EmoError(f"input {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "row_shape": list(self.row_shape)}
+
+    @classmethod
+    def coerce(cls, spec: "InputSpec | dict") -> "InputSpec":
+        return spec if isinstance(spec, InputSpec) else cls(**spec)
+
+
+def modality_of(key: str, spec: InputSpec) -> str:
+    """The modality (audio / text / visual) an input carries; face crops are visual."""
+    base = key if key in MODALITIES or key == "faces" else spec.name
+    if spec.kind == "faces":
+        if base not in ("visual", "faces"):
+            raise EmoError(f"input {key!r}: face crops can only feed the visual modality")
+        return "visual"
+    if base not in MODALITIES:
+        raise EmoError(
+            f"input {key!r}: unknown modality {base!r}; expected one of {', '.join(MODALITIES)} (or faces)"
+        )
+    return base
+
+
+@dataclass(frozen=True)
+class Requires:
+    """Which modalities a head accepts: `lo`..`hi` distinct ones out of `allowed`."""
+
+    allowed: tuple[str, ...]
+    lo: int
+    hi: int
+    faces_ok: bool = False
+
+    def __str__(self) -> str:
+        if len(self.allowed) == 1:
+            (only,) = self.allowed
+            return f"{only} (features or faces)" if only == "visual" and self.faces_ok else only
+        names = ", ".join(self.allowed)
+        if self.lo == self.hi:
+            return f"exactly {self.lo} of {names}"
+        if self.hi >= len(self.allowed):
+            return f">= {self.lo} of {names}" + (" (visual: features or faces)" if self.faces_ok else "")
+        return f"{self.lo}-{self.hi} of {names}"
+
+    def check(self, head: str, inputs: dict[str, InputSpec]) -> None:
+        if not inputs:
+            raise EmoError(f"head {head!r} needs {self}; no inputs given")
+        modalities = [modality_of(key, spec) for key, spec in inputs.items()]
+        given = ", ".join(f"{k} ({s.kind})" for k, s in inputs.items())
+        seen = set()
+        for modality in modalities:
+            if modality in seen:
+                raise EmoError(f"head {head!r}: the {modality} modality is given twice ({given}); pick one")
+            seen.add(modality)
+        wrong = [m for m in modalities if m not in self.allowed]
+        if wrong or not self.lo <= len(modalities) <= self.hi:
+            raise EmoError(f"head {head!r} needs {self}; got {given}")
+        if not self.faces_ok and any(s.kind == "faces" for s in inputs.values()):
+            raise EmoError(f"head {head!r} does not take face crops; got {given}")
+
+
+class Head(nn.Module):
+    """Base of every head. Subclasses set name, description, requires, defaults."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    requires: ClassVar[Requires]
+    defaults: ClassVar[dict[str, Any]]
+    # True when a modality may be missing from a batch (modality dropout, `emo eval --drop`).
+    absent_ok: ClassVar[bool] = False
+
+    def __init__(self, inputs: dict[str, InputSpec | dict], n_classes: int, **hparams: Any):
+        super().__init__()
+        inputs = {key: InputSpec.coerce(spec) for key, spec in inputs.items()}
+        self.requires.check(self.name, inputs)
+        if int(n_classes) < 2:
+            raise EmoError(f"head {self.name!r}: n_classes must be >= 2, got {n_classes}")
+        unknown = sorted(set(hparams) - set(self.defaults))
+        if unknown:
+            raise EmoError(
+                f"head {self.name!r}: unknown hyperparameter(s) {', '.join(unknown)}; "
+                f"accepted: {', '.join(sorted(self.defaults))}"
+            )
+        self.inputs = inputs
+        self.n_classes = int(n_classes)
+        # Every value is stored, not only overrides, so a checkpoint keeps its architecture
+        # even if a default changes later.
+        self.hparams = {**self.defaults, **hparams}
+
+    @property
+    def config(self) -> dict:
+        return {
+            "name": self.name,
+            "inputs": {key: spec.to_dict() for key, spec in self.inputs.items()},
+            "n_classes": self.n_classes,
+            "hparams": dict(self.hparams),
+        }
+
+    @staticmethod
+    def from_config(config: dict) -> "Head":
+        return build_head(config["name"], config["inputs"], config["n_classes"], **config.get("hparams", {}))
+
+    def layer_weights(self) -> dict[str, list[float]]:
+        """The learned layer-mix weights per input with more than one cached layer (for reports)."""
+        weights = {}
+        for module in self.modules():
+            mix = getattr(module, "mix", None)
+            if mix is not None and getattr(mix, "layer_logits", None) is not None:
+                weights[module.key] = mix.weights.detach().cpu().tolist()
+        return weights
+
+    def batch_size(self, batch: dict) -> int:
+        present = [key for key in self.inputs if key in batch]
+        if not present:
+            raise EmoError(f"head {self.name!r}: the batch holds none of its inputs ({', '.join(self.inputs)})")
+        return batch[present[0]][1].shape[0]
+
+
+HEADS: dict[str, type[Head]] = {}
+
+
+def register_head(cls: type[Head]) -> type[Head]:
+    if cls.name in HEADS:
+        raise ValueError(f"head {cls.name!r} registered twice")
+    HEADS[cls.name] = cls
+    return cls
+
+
+def build_head(name: str, inputs: dict[str, InputSpec | dict], n_classes: int, **hparams: Any) -> Head:
+    """A fresh head `name` for these inputs; EmoError when the name, inputs or hparams do not fit."""
+    if name not in HEADS:
+        raise EmoError(f"unknown head {name!r}; available: {', '.join(HEADS)}")
+    return HEADS[name](inputs, n_classes, **hparams)
+
+
+def list_heads() -> list[tuple[str, str, str]]:
+    """(name, description, modality requirement) for every registered head, in registry order."""
+    return [(cls.name, cls.description, str(cls.requires)) for cls in HEADS.values()]

@@ -1,0 +1,60 @@
+"""Single-modality heads: linear projection -> transformer encoder -> masked mean -> linear.
+
+`audio`, `text` take cached features; `visual` takes cached image-encoder features or raw
+face crops (then a small patch encoder trained with the head supplies the frame vectors).
+The modality must be present in every batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from emo.errors import EmoError
+from emo.fusion.heads.branches import FACE_DEFAULTS, ProjectedSequence
+from emo.fusion.heads.layers import SequenceEncoder, masked_mean
+from emo.fusion.heads.registry import Head, Requires, register_head
+
+SEQUENCE_DEFAULTS = {"d_model": 256, "heads": 4, "blocks": 2, "ffn": 512, "dropout": 0.1}
+
+
+class UnimodalHead(Head):
+    defaults = SEQUENCE_DEFAULTS
+
+    def __init__(self, inputs, n_classes, **hparams):
+        super().__init__(inputs, n_classes, **hparams)
+        hp = self.hparams
+        ((self.key, spec),) = self.inputs.items()
+        self.sequence = ProjectedSequence(self.key, spec, hp["d_model"], hp)
+        self.encoder = SequenceEncoder(hp["d_model"], hp["heads"], hp["blocks"], hp["ffn"], hp["dropout"])
+        self.dropout = nn.Dropout(hp["dropout"])
+        self.classifier = nn.Linear(hp["d_model"], self.n_classes)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        if self.key not in batch:
+            raise EmoError(f"head {self.name!r} needs its {self.key!r} input in every batch; it cannot be dropped")
+        x, mask = batch[self.key]
+        h = self.encoder(self.sequence(x, mask), mask)
+        return self.classifier(self.dropout(masked_mean(h, mask)))
+
+
+@register_head
+class AudioHead(UnimodalHead):
+    name = "audio"
+    description = "speech features: projection, transformer encoder, masked mean pooling, linear"
+    requires = Requires(("audio",), 1, 1)
+
+
+@register_head
+class VisualHead(UnimodalHead):
+    name = "visual"
+    description = "face features or raw face crops (patch ViT): projection, transformer encoder, masked mean, linear"
+    requires = Requires(("visual",), 1, 1, faces_ok=True)
+    defaults = {**SEQUENCE_DEFAULTS, **FACE_DEFAULTS}
+
+
+@register_head
+class TextHead(UnimodalHead):
+    name = "text"
+    description = "transcript token features: projection, transformer encoder, masked mean pooling, linear"
+    requires = Requires(("text",), 1, 1)

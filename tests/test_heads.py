@@ -1,0 +1,350 @@
+"""The fusion heads: shapes for every modality combination, padding invariance, absent
+modalities, layer mix, registry errors, config round-trip and a planted-signal fit."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from emo.errors import EmoError
+from emo.fusion.heads import HEADS, Head, InputSpec, build_head, list_heads
+from emo.fusion.heads.face_encoder import FaceEncoder
+from emo.fusion.heads.layers import LayerMix, SequenceEncoder
+
+N_CLASSES = 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models on a shared 2-core machine: extra intra-op threads only add contention.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+SPECS = {
+    "audio": InputSpec("audio", "features", (3, 8)),  # several cached layers -> layer mix
+    "text": InputSpec("text", "features", (1, 6)),  # one layer -> squeezed
+    "visual": InputSpec("visual", "features", (2, 5)),
+    "faces": InputSpec("faces", "faces", (16, 16, 3)),
+}
+SMALL = {
+    "d_model": 16, "heads": 2, "blocks": 1, "ffn": 32, "dropout": 0.0, "hidden": 16,
+    "face_size": None, "face_patch": 8, "face_dim": 16, "face_layers": 1, "face_heads": 2,
+}
+UNIMODAL = {"audio": [["audio"]], "text": [["text"]], "visual": [["visual"], ["faces"]]}
+FUSION = ["early", "late", "cross_attention", "concat_mlp"]
+FUSION_COMBOS = [
+    list(keys)
+    for n in (2, 3)
+    for keys in itertools.combinations(["audio", "text", "visual", "faces"], n)
+    if not {"visual", "faces"} <= set(keys)
+]
+CASES = [(name, keys) for name, combos in UNIMODAL.items() for keys in combos] + [
+    (name, keys) for name in FUSION for keys in FUSION_COMBOS
+]
+CASE_IDS = [f"{name}-{'+'.join(keys)}" for name, keys in CASES]
+
+
+def small_head(name: str, keys: list[str], **overrides) -> Head:
+    hparams = {k: v for k, v in {**SMALL, **overrides}.items() if k in HEADS[name].defaults}
+    return build_head(name, {key: SPECS[key] for key in keys}, N_CLASSES, **hparams)
+
+
+def random_rows(key: str, shape: tuple, generator: torch.Generator) -> torch.Tensor:
+    if SPECS[key].kind == "faces":
+        return torch.randint(0, 256, shape + SPECS[key].row_shape, dtype=torch.uint8, generator=generator)
+    return torch.randn(shape + SPECS[key].row_shape, generator=generator)
+
+
+def make_batch(keys, lengths: dict[str, list[int]], seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    batch = {}
+    for key in keys:
+        lens = torch.tensor(lengths[key])
+        T = int(lens.max())
+        batch[key] = (random_rows(key, (len(lens), T), g), torch.arange(T) < lens[:, None])
+    return batch
+
+
+def varied_lengths(keys, n_clips: int = 3) -> dict[str, list[int]]:
+    # Different lengths per modality and per clip, so padding sits in different places.
+    return {key: [2 + (i * 3 + j) % 5 for i in range(n_clips)] for j, key in enumerate(keys)}
+
+
+@pytest.mark.parametrize("name,keys", CASES, ids=CASE_IDS)
+def test_output_shape_for_every_valid_combination(name, keys):
+    head = small_head(name, keys)
+    batch = make_batch(keys, varied_lengths(keys))
+    for train in (True, False):
+        head.train(train)
+        logits = head(batch)
+        assert logits.shape == (3, N_CLASSES)
+        assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name,keys", CASES, ids=CASE_IDS)
+def test_padding_does_not_change_a_clips_logits(name, keys):
+    torch.manual_seed(0)
+    head = small_head(name, keys).eval()
+    lengths = varied_lengths(keys, n_clips=3)
+    batch = make_batch(keys, lengths, seed=1)
+    g = torch.Generator().manual_seed(2)
+    padded = {}
+    for key, (x, mask) in batch.items():
+        # Extra frames beyond every mask, filled with garbage (and NaN for features).
+        extra = random_rows(key, (x.shape[0], 4), g)
+        if SPECS[key].kind == "features":
+            extra = extra * 1e3
+            extra[:, 0, 0, 0] = float("nan")
+        x_pad = torch.cat([x, extra], dim=1)
+        mask_pad = torch.cat([mask, torch.zeros(x.shape[0], 4, dtype=torch.bool)], dim=1)
+        # Also overwrite the padding already inside the batch with garbage.
+        fill = random_rows(key, x.shape[:2], g)
+        x_pad[:, : x.shape[1]][~mask] = fill[~mask] if SPECS[key].kind == "faces" else fill[~mask] * 1e3
+        padded[key] = (x_pad, mask_pad)
+    with torch.no_grad():
+        together = head(padded)
+        for i in range(3):
+            alone = {key: (x[i : i + 1, : lengths[key][i]], m[i : i + 1, : lengths[key][i]]) for key, (x, m) in batch.items()}
+            torch.testing.assert_close(head(alone)[0], together[i], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", FUSION)
+def test_fusion_heads_work_with_any_modality_absent_at_eval(name):
+    keys = ["audio", "text", "faces"]
+    head = small_head(name, keys).eval()
+    batch = make_batch(keys, varied_lengths(keys), seed=3)
+    with torch.no_grad():
+        full = head(batch)
+        for n_left in (1, 2):
+            for kept in itertools.combinations(keys, n_left):
+                dropped = head({key: batch[key] for key in kept})
+                assert dropped.shape == full.shape and torch.isfinite(dropped).all()
+                # An input present with no real frame is the same as an absent input.
+                empty = {key: (x, mask if key in kept else torch.zeros_like(mask)) for key, (x, mask) in batch.items()}
+                torch.testing.assert_close(head(empty), dropped, atol=1e-5, rtol=1e-5)
+        # Dropping a modality must change the decision input, or it was never used.
+        assert not torch.allclose(head({k: batch[k] for k in keys[:2]}), full)
+
+
+def test_unimodal_head_refuses_a_batch_without_its_modality():
+    head = small_head("audio", ["audio"])
+    with pytest.raises(EmoError, match="audio"):
+        head({"text": make_batch(["text"], varied_lengths(["text"]))["text"]})
+
+
+def test_late_fusion_combines_probabilities():
+    keys = ["audio", "text"]
+    batch = make_batch(keys, varied_lengths(keys), seed=4)
+    mean_head = small_head("late", keys).eval()
+    with torch.no_grad():
+        probs = [torch.softmax(mean_head.branches[key]({key: batch[key]}), dim=-1) for key in keys]
+        torch.testing.assert_close(mean_head(batch), torch.log((probs[0] + probs[1]) / 2))
+        # Without text, the decision is the audio head's alone.
+        torch.testing.assert_close(mean_head({"audio": batch["audio"]}), torch.log(probs[0]))
+
+    learned = small_head("late", keys, combine="learned").eval()
+    learned.load_state_dict(mean_head.state_dict())
+    with torch.no_grad():
+        learned.combine_scores.copy_(torch.tensor([30.0, -30.0]))  # nearly all weight on audio
+        torch.testing.assert_close(learned(batch), torch.log(probs[0]), atol=1e-5, rtol=1e-5)
+    assert learned.combine_scores.requires_grad and not mean_head.combine_scores.requires_grad
+
+
+def test_layer_mix_weights_sum_to_one_and_mix_layers():
+    mix = LayerMix(3)
+    with torch.no_grad():
+        mix.layer_logits.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    weights = mix.weights
+    assert torch.all(weights > 0)
+    torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+    x = torch.randn(2, 4, 3, 5)
+    torch.testing.assert_close(mix(x), (x * weights[None, None, :, None]).sum(dim=2))
+    single = torch.randn(2, 4, 1, 5)
+    torch.testing.assert_close(LayerMix(1)(single), single[:, :, 0])
+
+
+def test_layer_mix_weights_are_trained_with_the_head():
+    head = small_head("audio", ["audio"])
+    batch = make_batch(["audio"], varied_lengths(["audio"]))
+    torch.nn.functional.cross_entropy(head(batch), torch.tensor([0, 1, 2])).backward()
+    grad = head.sequence.frontend.mix.layer_logits.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", FUSION)
+def test_layer_weights_are_reported_for_multi_layer_inputs(name):
+    head = small_head(name, ["audio", "text", "visual"])  # 3, 1 and 2 cached layers
+    weights = head.layer_weights()
+    assert set(weights) == {"audio", "visual"}
+    assert len(weights["audio"]) == 3 and sum(weights["audio"]) == pytest.approx(1.0)
+
+
+def test_sequence_encoder_gives_finite_rows_for_clips_without_frames():
+    encoder = SequenceEncoder(8, 2, 1, 16, 0.0).eval()
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    with torch.no_grad():
+        assert torch.isfinite(encoder(torch.randn(2, 3, 8), mask)).all()
+
+
+@pytest.mark.parametrize("name,keys", CASES, ids=CASE_IDS)
+def test_clips_without_frames_train_without_nan(name, keys):
+    head = small_head(name, keys).train()
+    lengths = varied_lengths(keys)
+    for key in keys:
+        lengths[key][1] = 0  # clip 1 has no frame of any modality (e.g. failed extraction)
+    lengths[keys[0]][0] = 0  # clip 0 lacks only the first modality
+    batch = make_batch(keys, lengths)
+    logits = head(batch)
+    assert torch.isfinite(logits).all()
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2])).backward()
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
+    head.eval()
+    with torch.no_grad():  # the inference fast path handles masks differently from training
+        assert torch.isfinite(head(batch)).all()
+
+
+@pytest.mark.parametrize(
+    "name,keys,message",
+    [
+        ("audio", ["text"], "needs audio"),
+        ("text", ["faces"], "needs text; got faces"),
+        ("visual", ["audio"], "visual"),
+        ("audio", ["audio", "text"], "needs audio"),
+        ("early", ["audio"], ">= 2"),
+        ("cross_attention", ["text"], ">= 2"),
+        ("concat_mlp", ["visual", "faces"], "given twice"),
+        ("late", [], "no inputs"),
+    ],
+)
+def test_build_head_rejects_wrong_modalities(name, keys, message):
+    with pytest.raises(EmoError, match=message):
+        build_head(name, {key: SPECS[key] for key in keys}, N_CLASSES)
+
+
+def test_build_head_rejects_bad_names_specs_and_hparams():
+    with pytest.raises(EmoError, match="unknown head 'nope'; available: audio"):
+        build_head("nope", {"audio": SPECS["audio"]}, N_CLASSES)
+    with pytest.raises(EmoError, match="unknown hyperparameter.*d_modle"):
+        build_head("audio", {"audio": SPECS["audio"]}, N_CLASSES, d_modle=8)
+    with pytest.raises(EmoError, match="n_classes"):
+        build_head("audio", {"audio": SPECS["audio"]}, 1)
+    with pytest.raises(EmoError, match="kind"):
+        InputSpec("audio", "waveform", (1, 8))
+    with pytest.raises(EmoError, match=r"\(S, S, 3\)"):
+        InputSpec("faces", "faces", (16, 8, 3))
+    with pytest.raises(EmoError, match="face crops"):
+        build_head("early", {"audio": InputSpec("audio", "faces", (16, 16, 3)), "text": SPECS["text"]}, N_CLASSES)
+    with pytest.raises(EmoError, match="patch"):
+        small_head("visual", ["faces"], face_patch=5)
+    with pytest.raises(EmoError, match="combine"):
+        small_head("late", ["audio", "text"], combine="max")
+
+
+def test_head_rejects_features_of_another_shape():
+    head = small_head("audio", ["audio"])
+    x = torch.randn(2, 3, 1, 8)  # one layer where the head was built for three
+    with pytest.raises(EmoError, match=r"audio: expected features \(B, T, 3, 8\)"):
+        head({"audio": (x, torch.ones(2, 3, dtype=torch.bool))})
+
+
+def test_list_heads_describes_every_registered_head():
+    listed = {name: (description, requires) for name, description, requires in list_heads()}
+    assert list(listed) == list(HEADS)
+    assert {"audio", "visual", "text", "early", "late", "cross_attention", "concat_mlp"} <= set(listed)
+    assert listed["visual"][1] == "visual (features or faces)"
+    assert listed["early"][1].startswith(">= 2 of")
+    assert all(description for description, _ in listed.values())
+
+
+@pytest.mark.parametrize(
+    "name,keys", [("audio", ["audio"]), ("visual", ["faces"]), ("text", ["text"])]
+    + [(name, ["audio", "text", "faces"]) for name in FUSION],
+)
+def test_config_round_trip_rebuilds_the_same_model(name, keys):
+    head = small_head(name, keys, dropout=0.1).eval()
+    config = json.loads(json.dumps(head.config))  # as a checkpoint stores it
+    assert config["name"] == name and config["n_classes"] == N_CLASSES
+    assert config["hparams"]["dropout"] == 0.1 and set(config["hparams"]) == set(HEADS[name].defaults)
+    rebuilt = Head.from_config(config)
+    rebuilt.load_state_dict(head.state_dict())
+    rebuilt.eval()
+    assert rebuilt.config == head.config
+    batch = make_batch(keys, varied_lengths(keys), seed=5)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(batch), head(batch))
+
+
+def test_face_augmentation_flips_and_shifts_whole_clips_in_training_only():
+    encoder = FaceEncoder(crop_size=16, image_size=None, patch=8, dim=8, layers=1, heads=2, flip=True, jitter=0)
+    frames = torch.rand(6, 3, 16, 16)
+    clip_of_frame = torch.tensor([0, 0, 0, 1, 1, 1])
+    same = frames[[0, 0, 0, 3, 3, 3]]  # each clip repeats one image
+    out = encoder.augment(same, clip_of_frame, 2)
+    assert torch.equal(out[0], out[1]) and torch.equal(out[3], out[5])  # one transform per clip
+    for i in (0, 3):
+        assert torch.equal(out[i], same[i]) or torch.equal(out[i], same[i].flip(-1))
+
+    encoder.flip, encoder.jitter = False, 2
+    shifted = encoder.augment(same, clip_of_frame, 2)
+    assert shifted.shape == same.shape and torch.equal(shifted[0], shifted[2])
+    # A shift of at most 2 pixels: the centre of the image moves at most that far.
+    centre = same[0][:, 2:14, 2:14]
+    assert any(
+        torch.equal(shifted[0][:, 2 + dy : 14 + dy, 2 + dx : 14 + dx], centre)
+        for dy in range(-2, 3)
+        for dx in range(-2, 3)
+    )
+
+    x = torch.randint(0, 256, (2, 3, 16, 16, 3), dtype=torch.uint8)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    encoder.flip, encoder.jitter = True, 2
+    encoder.eval()
+    torch.testing.assert_close(encoder(x, mask), encoder(x, mask))  # no augmentation at eval
+
+
+def planted_batch(keys, n_clips: int = 32, seed: int = 0):
+    """Each clip's class is written into its frames' mean (features) or colour (faces)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n_clips) % N_CLASSES
+    batch = {}
+    for key in keys:
+        lens = torch.randint(2, 7, (n_clips,), generator=g)
+        T = int(lens.max())
+        mask = torch.arange(T) < lens[:, None]
+        if SPECS[key].kind == "faces":
+            colours = torch.tensor([[220, 40, 40], [40, 220, 40], [40, 40, 220], [200, 200, 40]], dtype=torch.float)
+            noise = torch.randn((n_clips, T) + SPECS[key].row_shape, generator=g) * 20
+            x = (colours[labels][:, None, None, None, :] + noise).clamp(0, 255).to(torch.uint8)
+        else:
+            L, D = SPECS[key].row_shape
+            means = torch.randn(N_CLASSES, D, generator=g) * 1.5
+            x = means[labels][:, None, None, :] + torch.randn(n_clips, T, L, D, generator=g)
+        batch[key] = (x, mask)
+    return batch, labels
+
+
+@pytest.mark.parametrize(
+    "name,keys",
+    [("audio", ["audio"]), ("visual", ["visual"]), ("visual", ["faces"]), ("text", ["text"])]
+    + [(name, ["audio", "text"]) for name in FUSION]
+    + [("cross_attention", ["audio", "text", "faces"])],
+)
+def test_each_head_learns_a_planted_signal(name, keys):
+    torch.manual_seed(0)
+    head = small_head(name, keys)
+    batch, labels = planted_batch(keys)
+    optimiser = torch.optim.Adam(head.parameters(), lr=3e-3)
+    head.train()
+    for _ in range(60):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(head(batch), labels).backward()
+        optimiser.step()
+    head.eval()
+    with torch.no_grad():
+        accuracy = (head(batch).argmax(dim=-1) == labels).float().mean().item()
+    assert accuracy >= 0.9, f"{name} on {keys}: train accuracy {accuracy:.2f}"
