@@ -348,3 +348,19 @@ def test_each_head_learns_a_planted_signal(name, keys):
     with torch.no_grad():
         accuracy = (head(batch).argmax(dim=-1) == labels).float().mean().item()
     assert accuracy >= 0.9, f"{name} on {keys}: train accuracy {accuracy:.2f}"
+
+
+def test_feature_stats_standardise_inputs_and_travel_with_the_checkpoint():
+    torch.manual_seed(0)
+    spec = {"audio": InputSpec("audio", "features", (2, 6))}
+    plain = build_head("audio", spec, 3, d_model=16, heads=2, blocks=1, ffn=32).eval()
+    scaled = build_head("audio", spec, 3, d_model=16, heads=2, blocks=1, ffn=32).eval()
+    scaled.load_state_dict(plain.state_dict())
+    mean, std = torch.randn(2, 6) * 50, torch.rand(2, 6) * 100 + 1
+    scaled.set_feature_stats({"audio": (mean, std)})
+    x, mask = torch.randn(4, 7, 2, 6), torch.ones(4, 7, dtype=torch.bool)
+    # Features on another scale, standardised by their statistics, give the plain head's output.
+    torch.testing.assert_close(scaled({"audio": (x * std + mean, mask)}), plain({"audio": (x, mask)}), atol=1e-4, rtol=1e-4)
+    rebuilt = Head.from_config(scaled.config).eval()
+    rebuilt.load_state_dict(scaled.state_dict())
+    torch.testing.assert_close(rebuilt({"audio": (x * std + mean, mask)}), plain({"audio": (x, mask)}), atol=1e-4, rtol=1e-4)

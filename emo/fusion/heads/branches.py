@@ -36,6 +36,11 @@ class FeatureFrontEnd(nn.Module):
         self.row_shape = tuple(row_shape)
         self.mix = LayerMix(self.row_shape[0])
         self.out_dim = self.row_shape[1]
+        # Per layer and dimension standardisation, set from the training frames before training
+        # (`Head.set_feature_stats`). Classical descriptors mix scales (F0 in semitones, formants in
+        # Hz, loudness in sones) that would otherwise swamp each other. Buffers, so checkpoints keep them.
+        self.register_buffer("shift", torch.zeros(self.row_shape))
+        self.register_buffer("scale", torch.ones(self.row_shape))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or tuple(x.shape[2:]) != self.row_shape:
@@ -43,7 +48,7 @@ class FeatureFrontEnd(nn.Module):
                 f"{self.key}: expected features (B, T, {self.row_shape[0]}, {self.row_shape[1]}), "
                 f"got {tuple(x.shape)}; was the head trained on another cache or layer selection?"
             )
-        return self.mix(zero_padding(x.float(), mask))
+        return self.mix(zero_padding((x.float() - self.shift) / self.scale, mask))
 
 
 class FaceFrontEnd(nn.Module):

@@ -140,6 +140,19 @@ class Head(nn.Module):
             "hparams": dict(self.hparams),
         }
 
+    def set_feature_stats(self, stats: dict) -> None:
+        """Standardise each feature input by its training statistics: {key: (mean (L, D), std (L, D))}."""
+        import torch
+
+        from emo.fusion.heads.branches import FeatureFrontEnd
+
+        for module in self.modules():
+            if isinstance(module, FeatureFrontEnd) and module.key in stats:
+                mean, std = (torch.as_tensor(v, dtype=torch.float32) for v in stats[module.key])
+                module.shift.copy_(mean.reshape(module.row_shape))
+                # A constant dimension must not become inf; 1e-3 keeps its zero-mean value at zero.
+                module.scale.copy_(std.reshape(module.row_shape).clamp(min=1e-3))
+
     @staticmethod
     def from_config(config: dict) -> "Head":
         return build_head(config["name"], config["inputs"], config["n_classes"], **config.get("hparams", {}))
