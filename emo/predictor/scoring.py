@@ -1,0 +1,296 @@
+"""Scoring files with a fitted run: the run's extractors -> the head's input -> probabilities.
+
+    from emo import predict
+    for p in predict("runs/ca", ["clip.mp4"], text="I can't believe you did this again."):
+        print(p.file, p.top, p.probabilities)
+
+The head's input is built exactly as `emo fit` built it from the cache: each sequence is
+cast to the cached dtype, the layers the run trained on are kept, and batches go through
+the same ragged gather (`emo.fusion.data.ModalityData`) and the same inference step
+(`emo.fusion.train.predict`). A k-fold run averages its fold models' probabilities.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from emo.errors import ClipError, EmoError
+from emo.predictor.inputs import ClipArg, ClipFiles, attach_texts, group_files
+
+if TYPE_CHECKING:
+    from emo.fusion.data import CachedData
+
+
+@dataclass
+class Prediction:
+    files: list[str]  # the clip's files: its video and/or audio file
+    probabilities: dict[str, float]  # class -> probability, in the run's class order ({} when it failed)
+    top: str | None  # the most probable class (None when it failed)
+    missing: list[str] = field(default_factory=list)  # run modalities this clip lacked; scored without them
+    reasons: dict[str, str] = field(default_factory=dict)  # why each missing modality is missing
+    folds: int = 1  # fold models whose probabilities were averaged
+    error: str | None = None  # why the clip could not be scored (only with keep_going=True)
+
+    @property
+    def file(self) -> str:
+        """The clip as one string: its file, or its files joined by ' + '."""
+        return " + ".join(self.files)
+
+    def ranked(self, k: int | None = None) -> list[tuple[str, float]]:
+        """(class, probability) pairs, most probable first; the first k when given."""
+        order = sorted(self.probabilities.items(), key=lambda item: -item[1])
+        return order if k is None else order[:k]
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "file": self.file,
+            "files": list(self.files),
+            "probabilities": dict(self.probabilities),
+            "top": self.top,
+            "missing_modalities": list(self.missing),
+        }
+        if self.reasons:
+            row["missing_reasons"] = dict(self.reasons)
+        if self.folds > 1:
+            row["folds_averaged"] = self.folds
+        if self.error is not None:
+            row["error"] = self.error
+        return row
+
+
+@dataclass
+class _Extracted:
+    """One modality of every clip of a call: the head-ready sequence, or why there is none."""
+
+    sequences: list[np.ndarray | None]
+    missing: dict[int, str] = field(default_factory=dict)  # clip position -> reason (no such modality)
+    failed: dict[int, str] = field(default_factory=dict)  # clip position -> reason (the file could not be read)
+
+
+class Predictor:
+    """A run loaded for scoring: its heads and its checked extractors, built once, reused per call."""
+
+    def __init__(self, run: str | Path, device: str | None = None, workers: int | None = None):
+        from emo.extract.options import default_workers
+        from emo.fusion import load_run
+        from emo.fusion.heads import HEADS
+        from emo.fusion.train import resolve_device
+        from emo.predictor.extractors import build_checked_extractors
+
+        started = time.perf_counter()
+        self.run = Path(run)
+        saved = load_run(self.run)
+        config = saved.config
+        self.config = config
+        self.modalities: list[str] = list(config["modalities"])
+        self.classes: list[str] = list(config["classes"])
+        self.device = resolve_device(device)
+        self.workers = workers or default_workers()
+        self.heads = [head.to(self.device) for head in saved.heads()]
+        head_name = config["head"]["name"]
+        self.head_name = head_name
+        self.modality_dropout = float(config.get("options", {}).get("modality_dropout", 0.0) or 0.0)
+        head_cls = HEADS.get(head_name)
+        # A clip lacking a modality can be scored only by a head that takes absent inputs and
+        # that saw them in training (modality dropout hides one modality of some training clips).
+        self.absent_ok = bool(head_cls is not None and head_cls.absent_ok and len(self.modalities) > 1)
+        self.extractors = build_checked_extractors(config, str(self.device), self.run)
+        self._layer_index = self._layer_positions()
+        self.load_seconds = time.perf_counter() - started
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.heads)
+
+    def _layer_positions(self) -> dict[str, list[int] | None]:
+        from emo.predictor.extractors import layer_index
+
+        chosen = self.config["cache"].get("layers") or {}
+        inputs = self.config["head"]["inputs"]
+        positions = {}
+        for m, extractor in self.extractors.items():
+            spec = inputs[m]
+            if spec["kind"] != "features":
+                positions[m] = None
+            else:
+                positions[m] = layer_index(m, extractor.fingerprint(), tuple(extractor.row_shape), chosen.get(m))
+            width = tuple(extractor.row_shape) if positions[m] is None else (len(positions[m]), *extractor.row_shape[1:])
+            if tuple(width) != tuple(spec["row_shape"]):
+                raise EmoError(
+                    f"{self.run}: the head takes {m} rows of shape {tuple(spec['row_shape'])}, "
+                    f"the extractor gives {tuple(width)}"
+                )
+        return positions
+
+    # -- one call ---------------------------------------------------------------------------
+    def predict(
+        self,
+        files: Sequence[ClipArg] | ClipArg,
+        text: str | Sequence[str | None] | None = None,
+        *,
+        pair: bool = False,
+        keep_going: bool = False,
+        batch_size: int = 64,
+    ) -> list[Prediction]:
+        """Score clips (see `emo.predictor.inputs` for how files become clips).
+
+        A clip that cannot be scored raises EmoError naming its file, or with `keep_going`
+        comes back with `error` set while the others are scored.
+        """
+        clips = attach_texts(group_files(files, pair=pair), text)
+        extracted = {m: self._extract(m, clips) for m in self.modalities}
+        predictions, scorable = [], []
+        for i, clip in enumerate(clips):
+            prediction = self._assess(i, clip, extracted)
+            if prediction.error is not None and not keep_going:
+                raise EmoError(prediction.error)
+            predictions.append(prediction)
+            if prediction.error is None:
+                scorable.append(i)
+        if scorable:
+            probs = self._score(scorable, extracted, batch_size)
+            for row, i in enumerate(scorable):
+                values = {c: float(p) for c, p in zip(self.classes, probs[row])}
+                predictions[i].probabilities = values
+                predictions[i].top = self.classes[int(np.argmax(probs[row]))]
+        return predictions
+
+    def _extract(self, modality: str, clips: list[ClipFiles]) -> _Extracted:
+        """prepare (threads) -> batches by cost -> encode -> cast as cached -> the run's layers."""
+        from emo.errors import ClipMissing
+        from emo.extract.batching import batches_by_cost, prepare_ahead
+        from emo.extract.options import DEFAULT_BUDGETS
+        from emo.extract.runner import _as_stored, _encode_batch
+
+        extractor = self.extractors[modality]
+        result = _Extracted([None] * len(clips))
+        records = [clip.to_clip(i) for i, clip in enumerate(clips)]
+        position = {record.id: i for i, record in enumerate(records)}
+        todo = []
+        for i, record in enumerate(records):
+            if modality == "text" and not record.text:
+                result.missing[i] = "no transcript given (--text)"
+            else:
+                todo.append(record)
+
+        def reason(error: BaseException) -> str:
+            if isinstance(error, ClipError):
+                return error.reason
+            first = str(error).splitlines()[0] if str(error) else ""
+            return f"{type(error).__name__}: {first}".rstrip(": ")
+
+        def prepared_ok(stream):
+            for item in stream:
+                if item.error is None:
+                    yield item
+                elif isinstance(item.error, ClipMissing):
+                    result.missing[position[item.clip.id]] = reason(item.error)
+                else:
+                    result.failed[position[item.clip.id]] = reason(item.error)
+
+        budget = float(getattr(extractor, "batch_budget", None) or DEFAULT_BUDGETS[modality])
+        stream = prepare_ahead(extractor.prepare, todo, self.workers, max(4 * self.workers, 16))
+        keep = self._layer_index[modality]
+        for batch in batches_by_cost(prepared_ok(stream), extractor.cost, budget):
+            for item, outcome in _encode_batch(extractor, batch):
+                i = position[item.clip.id]
+                if isinstance(outcome, BaseException):
+                    result.failed[i] = reason(outcome)
+                    continue
+                # The cache's own cast and checks: the head sees what `emo fit` fed it (float16 / uint8).
+                array, problem = _as_stored(outcome, tuple(extractor.row_shape), extractor.dtype)
+                if problem:
+                    result.failed[i] = problem
+                    continue
+                result.sequences[i] = np.ascontiguousarray(array if keep is None else array[:, keep])
+        return result
+
+    def _assess(self, i: int, clip: ClipFiles, extracted: dict[str, _Extracted]) -> Prediction:
+        """The clip's Prediction shell: what it lacks, and an error when it cannot be scored."""
+        prediction = Prediction(files=clip.files, probabilities={}, top=None, folds=self.n_folds)
+        failed = {m: e.failed[i] for m, e in extracted.items() if i in e.failed}
+        prediction.reasons = {m: e.missing[i] for m, e in extracted.items() if i in e.missing}
+        prediction.missing = list(prediction.reasons)
+        if failed:
+            prediction.error = f"{clip.name}: " + "; ".join(f"{m}: {r}" for m, r in failed.items())
+        elif len(prediction.missing) == len(self.modalities):
+            lacks = "; ".join(f"{m}: {r}" for m, r in prediction.reasons.items())
+            prediction.error = f"{clip.name}: nothing the run can score ({lacks})"
+        elif prediction.missing:
+            lacks = "; ".join(f"this clip has no {m}: {r}" for m, r in prediction.reasons.items())
+            if self.modality_dropout <= 0:
+                prediction.error = f"{clip.name}: the run was trained without --modality-dropout; {lacks}"
+            elif not self.absent_ok:
+                prediction.error = f"{clip.name}: the {self.head_name} head cannot score a clip with a modality absent; {lacks}"
+        return prediction
+
+    def _score(self, rows: list[int], extracted: dict[str, _Extracted], batch_size: int) -> np.ndarray:
+        """(len(rows), n_classes) probabilities, the mean over the fold models."""
+        from emo.fusion.train import predict as predict_probs
+
+        data = self._as_cached_data(rows, extracted)
+        positions = np.arange(len(rows))
+        dummy_labels = np.zeros(len(rows), dtype=np.int64)  # the inference step also reports a loss
+        total = None
+        for head in self.heads:
+            probs, _ = predict_probs(head, data, positions, self.modalities, self.device, dummy_labels, batch_size)
+            total = probs if total is None else total + probs
+        return total / len(self.heads)
+
+    def _as_cached_data(self, rows: list[int], extracted: dict[str, _Extracted]) -> "CachedData":
+        """The scored clips laid out like `load_data` lays out a cache: flat rows, starts, lengths."""
+        import torch
+
+        from emo.fusion.data import CachedData, ModalityData
+
+        modalities = {}
+        inputs = self.config["head"]["inputs"]
+        for m in self.modalities:
+            sequences = [extracted[m].sequences[i] for i in rows]
+            row_shape = tuple(inputs[m]["row_shape"])
+            lengths = np.array([0 if s is None else len(s) for s in sequences], dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+            starts[lengths == 0] = 0  # as load_data: a clip without frames gathers (masked) row 0, never past the end
+            present = [s for s in sequences if s is not None]
+            dtype = self.extractors[m].dtype
+            flat = np.concatenate(present) if present else np.zeros((0, *row_shape), dtype=dtype)
+            modalities[m] = ModalityData(
+                name=m,
+                kind=inputs[m]["kind"],
+                row_shape=row_shape,
+                data=torch.from_numpy(np.ascontiguousarray(flat)),
+                starts=torch.from_numpy(starts),
+                lengths=lengths,
+                fingerprint=self.config["cache"]["fingerprints"][m],
+                layers=(self.config["cache"].get("layers") or {}).get(m),
+            )
+        n = len(rows)
+        return CachedData(
+            path=self.run, dataset="predict", ids=[str(i) for i in rows], labels=np.zeros(n, dtype=np.int64),
+            class_names=list(self.classes), label_column=None, speakers=np.array([""] * n, dtype=object),
+            durations=np.full(n, np.nan, dtype=np.float32), texts=[""] * n, extras={}, modalities=modalities,
+        )
+
+
+def predict(
+    run: str | Path,
+    files: Sequence[ClipArg] | ClipArg,
+    text: str | Sequence[str | None] | None = None,
+    device: str | None = None,
+    *,
+    pair: bool = False,
+    keep_going: bool = False,
+) -> list[Prediction]:
+    """Emotion probabilities of clips under a fitted run (`emo fit --out RUN`).
+
+    files: paths (each file one clip; a video and an audio file with the same stem form one
+    clip) or (video, audio) tuples; text: a transcript for one clip, or one per clip. The run's
+    extractors are built once for the call and checked against its recorded fingerprints.
+    For many calls build a `Predictor(run)` once and call its `predict`.
+    """
+    return Predictor(run, device=device).predict(files, text, pair=pair, keep_going=keep_going)
