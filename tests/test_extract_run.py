@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from emo.cache import STATUS_FAILED, STATUS_MISSING, STATUS_OK, CacheReader
 from emo.clip import Clip
 from emo.errors import ClipError, ClipMissing
-from emo.extract.runner import extract_into_cache, shard_clips
+from emo.extract.runner import available_modalities, extract_into_cache, shard_clips
 
 TESTS_DIR = Path(__file__).resolve().parent
 KCBERT_VOCAB = "korean_tokenizers/kcbert-base/vocab.txt"
@@ -166,6 +167,51 @@ def test_clip_failures_are_recorded_with_reasons_and_the_run_carries_on(tmp_path
     assert any("c003" in r and "corrupt header" in r for r in summary.reasons)
 
 
+def test_retry_failed_extracts_only_the_failed_clips_again(tmp_path):
+    clips, path = fake_clips(20), tmp_path / "c.h5"
+    run(clips, path, {"audio": FakeExtractor(fail={"c003", "c007"}, missing={"c005"})})
+
+    # A plain rerun leaves recorded failures alone (the file may still be broken) ...
+    again = FakeExtractor()
+    summary = run(clips, path, {"audio": again})["audio"]
+    assert again.prepared == [] and (summary.failed, summary.retried) == (2, 0)
+
+    # ... --retry-failed tries them again (missing is a fact about the clip, not a failure), and nothing else.
+    fixed = FakeExtractor()
+    summary = run(clips, path, {"audio": fixed}, retry_failed=True)["audio"]
+    assert sorted(fixed.prepared) == ["c003", "c007"]
+    assert (summary.action, summary.retried, summary.extracted, summary.failed, summary.missing) == ("kept", 2, 2, 0, 1)
+    np.testing.assert_array_equal(stored(path, "audio")["c003"], expected_sequence("c003", frames_of(clips[3]), (2, 4), 1).astype(np.float16))
+
+
+def test_default_modalities_take_audio_from_video_too():
+    video_only = [Clip(id="v", label="happy", speaker="s", video="/data/v.mp4")]
+    assert available_modalities(video_only) == ["audio", "faces"]
+    assert available_modalities(fake_clips(3)) == ["audio", "text"]
+    assert available_modalities([Clip(id="t", label="sad", speaker="s", text="hello")]) == ["text"]
+
+
+def test_recorded_options_rebuild_the_same_extractor_options():
+    from emo.extract.options import ExtractOptions, extract_options_for, options_from_recorded
+
+    options = ExtractOptions(
+        audio_backbone="/models/w2v", audio_layers="6,12", text_backbone="minilm", text_layers="all",
+        visual_backbone="/models/vit", frames=8, face_size=112, device="cuda:1", batch_seconds=30, workers=3,
+    )
+    for modality, expected in {
+        "audio": {"audio_backbone": "/models/w2v", "audio_layers": "6,12"},
+        "text": {"text_backbone": "minilm", "text_layers": "all"},
+        "faces": {"fps": None, "frames": 8, "face_size": 112},
+        "visual": {"visual_backbone": "/models/vit", "fps": None, "frames": 8, "face_size": 112},
+    }.items():
+        recorded = extract_options_for(modality, options)
+        assert recorded == expected  # what the extractor is; not device, batch size or workers
+        rebuilt = options_from_recorded(json.loads(json.dumps(recorded)) | {"from_a_newer_emo": 1}, device="cpu")
+        assert {k: getattr(rebuilt, k) for k in expected} == expected and rebuilt.device == "cpu"
+    with pytest.raises(ValueError, match="unknown modality"):
+        extract_options_for("smell", options)
+
+
 # -- fingerprints -----------------------------------------------------------------------
 def test_unchanged_modality_is_kept_changed_one_rebuilt_alone_and_force_rebuilds(tmp_path):
     clips, path = fake_clips(20), tmp_path / "c.h5"
@@ -307,7 +353,7 @@ def invoke(*args: str):
 
 def test_cli_extracts_audio_and_text_of_the_korean_set_and_a_rerun_keeps_them(shared_data, tmp_path, tiny_electra):
     from emo.extract.datasets import load_clips
-    from emo.extract.options import ExtractOptions
+    from emo.extract.options import ExtractOptions, options_from_recorded
     from emo.extract.runner import build_extractor
 
     root, cache = shared_data / "kor_emotiontts", tmp_path / "kor.h5"
@@ -323,6 +369,12 @@ def test_cli_extracts_audio_and_text_of_the_korean_set_and_a_rerun_keeps_them(sh
     assert reader.modalities == ["audio", "text"]  # the default: what the dataset has
     assert len(reader.ok_ids("audio")) == len(reader.ok_ids("text")) == 300
     assert reader.row_shape("text") == (1, 32) and reader.row_shape("audio") == (1, 80)
+    # How each extractor was asked for is recorded, and rebuilds an extractor with the same fingerprint.
+    assert reader.info("audio").options == {"audio_backbone": "logmel", "audio_layers": None}
+    assert reader.info("text").options == {"text_backbone": str(tiny_electra), "text_layers": None}
+    for modality in ("audio", "text"):
+        rebuilt = build_extractor(modality, options_from_recorded(reader.info(modality).options, device="cpu"), "cpu")
+        assert rebuilt.fingerprint() == reader.fingerprint(modality)
     # Every clip holds its own sequence: the same values as extracting it alone (no batch mix-up).
     options = ExtractOptions(audio_backbone="logmel", text_backbone=str(tiny_electra), device="cpu")
     by_id = {c.id: c for c in load_clips("kor-emotion", root).clips}
@@ -394,6 +446,43 @@ def test_cli_reports_skipped_files_and_per_clip_failures_and_exits_zero(shared_d
     [(cid, status, reason)] = reader.failures("audio")
     assert (cid, status) == ("nea00301", "failed") and reason
     assert "nea00301" in result.output
+
+
+def test_cli_retry_failed_extracts_a_fixed_file_without_force(shared_data, tmp_path):
+    import shutil
+
+    source = shared_data / "kor_emotiontts" / "emotional-to-emotional" / "nea" / "wav"
+    wav = tmp_path / "kor" / "emotional-to-emotional" / "nea" / "wav"
+    wav.mkdir(parents=True)
+    shutil.copy(source / "nea00001.wav", wav)
+    (wav / "nea00101.wav").write_bytes(b"RIFF truncated by a bad copy")
+    args = ["kor-emotion", str(tmp_path / "kor"), "-o", str(tmp_path / "c.h5"), "--audio-backbone", "logmel", "--workers", "1"]
+    assert invoke(*args).exit_code == 0
+    assert [cid for cid, _, _ in CacheReader(tmp_path / "c.h5").failures("audio")] == ["nea00101"]
+
+    shutil.copy(source / "nea00101.wav", wav)  # the user fixes the file
+    assert invoke(*args).exit_code == 0
+    assert [cid for cid, _, _ in CacheReader(tmp_path / "c.h5").failures("audio")] == ["nea00101"]  # a rerun skips it
+    result = invoke(*args, "--retry-failed")
+    assert result.exit_code == 0, result.output
+    reader = CacheReader(tmp_path / "c.h5")
+    assert reader.failures("audio") == [] and sorted(reader.ok_ids("audio")) == ["nea00001", "nea00101"]
+    assert "retried 1 previously failed clip" in result.output
+
+
+def test_building_a_hugging_face_extractor_draws_no_loading_bar(tmp_path, capfd):
+    from tiny_models import save_tiny_wav2vec2
+    from transformers.utils import logging as hf_logging
+
+    from emo.extract.options import ExtractOptions
+    from emo.extract.runner import build_extractor
+
+    model = save_tiny_wav2vec2(tmp_path / "w2v")
+    hf_logging.enable_progress_bar()
+    capfd.readouterr()
+    build_extractor("audio", ExtractOptions(audio_backbone=str(model)), "cpu")
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out
 
 
 def test_cli_a_backbone_that_cannot_load_is_one_error_line_and_a_non_zero_exit(shared_data, tmp_path):

@@ -6,7 +6,8 @@ Standard library only: `emo.cli` imports this at start-up, so `emo --help` stays
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
 
 DEFAULT_AUDIO_BACKBONE = "facebook/wav2vec2-large-robust"
 DEFAULT_TEXT_BACKBONE = "beomi/KcELECTRA-base-v2022"
@@ -20,8 +21,15 @@ DEFAULT_BUDGETS = {"audio": DEFAULT_BATCH_SECONDS, "text": 8192.0, "faces": 512.
 
 
 def default_workers() -> int:
-    """Threads for CPU `prepare` (decoding releases the GIL); one core is left to the encoder."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    """Threads for CPU `prepare` (decoding releases the GIL); one core is left to the encoder.
+
+    Under torchrun the node's cores are shared by its LOCAL_WORLD_SIZE processes.
+    """
+    try:
+        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        processes = 1
+    return max(1, min(8, (os.cpu_count() or 2) // processes - 1))
 
 
 @dataclass
@@ -77,3 +85,36 @@ def parse_modalities(spec: str | None) -> list[str] | None:
     if unknown or not names:
         raise ValueError(f"--modalities {spec!r}: choose from {', '.join(EXTRACT_MODALITIES)}")
     return list(dict.fromkeys(names))
+
+
+# The ExtractOptions fields that decide what each modality's extractor is (not how fast it runs:
+# device, batch size and workers change no stored value).
+MODALITY_OPTION_FIELDS = {
+    "audio": ("audio_backbone", "audio_layers"),
+    "text": ("text_backbone", "text_layers"),
+    "faces": ("fps", "frames", "face_size"),
+    "visual": ("visual_backbone", "fps", "frames", "face_size"),
+}
+
+
+def extract_options_for(modality: str, options: ExtractOptions) -> dict[str, Any]:
+    """How `modality`'s extractor was asked for, as recorded in the cache (CacheWriter.prepare(options=)).
+
+    Values are kept as the user gave them (None = the extractor's default), since the fingerprint
+    names the backbone that way too; `options_from_recorded` turns the dict back into options.
+    """
+    if modality not in MODALITY_OPTION_FIELDS:
+        raise ValueError(f"unknown modality {modality!r} (one of {', '.join(EXTRACT_MODALITIES)})")
+    return {name: getattr(options, name) for name in MODALITY_OPTION_FIELDS[modality]}
+
+
+def options_from_recorded(recorded: Mapping[str, Any], **run_settings: Any) -> ExtractOptions:
+    """ExtractOptions rebuilding the extractor a cache recorded (`CacheReader.info(m).options`).
+
+    `run_settings` (device=..., workers=...) are this run's own. Keys that are no ExtractOptions
+    field (written by a newer emo) are ignored: the fingerprint check decides whether the
+    rebuilt extractor is the same.
+    """
+    names = {f.name for f in fields(ExtractOptions)}
+    values = {k: v for k, v in recorded.items() if k in names}
+    return ExtractOptions(**(values | run_settings))

@@ -51,6 +51,8 @@ def summary_table(summary: "ExtractionSummary") -> "RenderableType":
     from rich.text import Text
 
     shard = f", shard {summary.shard[0]}/{summary.shard[1]}" if summary.shard else ""
+    if summary.processes > 1:
+        shard += f", {summary.processes} processes"
     table = Table(title=f"{summary.dataset}: {summary.clips} clips{shard} -> {summary.cache_path}", title_justify="left")
     table.add_column("modality", no_wrap=True)
     table.add_column("backbone", overflow="fold")
@@ -69,6 +71,9 @@ def summary_table(summary: "ExtractionSummary") -> "RenderableType":
             f"{m.seconds:.1f}s",
         )
     parts: list = [table]
+    for m in summary.modalities:
+        if m.retried:
+            parts.append(Text(f"{m.modality}: retried {m.retried} previously failed clip{'s' if m.retried != 1 else ''}"))
     for m in summary.modalities:
         if m.reasons:
             parts.append(Text(f"{m.modality}: first of {m.missing + m.failed} missing/failed clips:", style="bold"))

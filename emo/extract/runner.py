@@ -6,6 +6,9 @@ them on CPU threads ahead of the encoder, cuts batches by cost and writes each b
 atomically. A killed run therefore resumes after its last written batch, and a clip that
 fails is recorded (status + reason) while the run carries on. Only a backbone that cannot
 load (BackboneError) or a bad dataset/cache stops the run.
+
+Under torchrun (WORLD_SIZE > 1) `run_extraction` hands over to emo.extract.distributed:
+one shard per process, merged into the cache by rank 0.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 from emo.clip import Clip
-from emo.errors import BackboneError, CacheError, ClipError
+from emo.errors import BackboneError, CacheError, ClipError, EmoError
 from emo.extract.batching import Prepared, batches_by_cost, batching_order, prepare_ahead, with_probed_durations
-from emo.extract.options import DEFAULT_BUDGETS, EXTRACT_MODALITIES, ExtractOptions, default_workers
+from emo.extract.options import DEFAULT_BUDGETS, EXTRACT_MODALITIES, ExtractOptions, default_workers, extract_options_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 
     from emo.cache import CacheWriter
     from emo.extract.base import Extractor
+    from emo.extract.datasets import DatasetScan
 
 MAX_REASONS_KEPT = 5
 
@@ -42,6 +46,7 @@ class ModalitySummary:
     failed: int  # clips that failed (all runs)
     reasons: list[str] = field(default_factory=list)  # "clip: reason" for the first few missing/failed
     seconds: float = 0.0
+    retried: int = 0  # failed clips turned back to pending by --retry-failed
 
 
 @dataclass
@@ -53,6 +58,8 @@ class ExtractionSummary:
     skipped: int  # files the dataset adapter skipped
     skipped_reasons: list[str]
     modalities: list[ModalitySummary]
+    processes: int = 1  # torchrun's WORLD_SIZE: how many processes shared the work
+    rank: int = 0  # this process's rank (only rank 0 reports)
 
     @property
     def any_ok(self) -> bool:
@@ -62,9 +69,13 @@ class ExtractionSummary:
 
 # -- choosing what to extract ---------------------------------------------------------
 def available_modalities(clips: Sequence[Clip]) -> list[str]:
-    """The default --modalities: audio if clips have audio, text if they have transcripts, faces if video."""
+    """The default --modalities: audio if clips have audio or video, text if transcripts, faces if video.
+
+    A video's audio track is what the audio extractor decodes; a video without one is
+    recorded `missing` for audio, which says exactly what is there.
+    """
     found = []
-    if any(c.audio for c in clips):
+    if any(c.audio or c.video for c in clips):
         found.append("audio")
     if any(c.text for c in clips):
         found.append("text")
@@ -99,6 +110,8 @@ def resolve_device(device: str | None) -> str:
 
 def build_extractor(modality: str, options: ExtractOptions, device: str) -> "Extractor":
     """The extractor for one modality; BackboneError when its backbone cannot load."""
+    if modality != "faces":  # every other extractor may load a Hugging Face model
+        _quiet_model_loading()
     if modality == "audio":
         from emo.extract.audio_backbones import make_audio_extractor
 
@@ -116,6 +129,26 @@ def build_extractor(modality: str, options: ExtractOptions, device: str) -> "Ext
 
         return make_visual_extractor(options.visual_backbone, device=device, **_face_settings(options))
     raise ValueError(f"unknown modality {modality!r} (one of {', '.join(EXTRACT_MODALITIES)})")
+
+
+def _quiet_model_loading() -> None:
+    # transformers 5 draws a "Loading weights" bar per model, between our own progress bars.
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
+def build_extractors(modalities: Sequence[str], options: ExtractOptions, device: str) -> dict[str, "Extractor"]:
+    """Every backbone loads before any work starts: a typo in the last one fails in seconds, not hours in."""
+    extractors = {}
+    for modality in modalities:
+        try:
+            extractors[modality] = build_extractor(modality, options, device)
+        except ValueError as err:  # settings the extractor refuses (e.g. a layer spec it cannot parse)
+            raise BackboneError(f"{modality} extractor: {err}") from None
+    return extractors
 
 
 def _given(**settings: Any) -> dict[str, Any]:
@@ -137,32 +170,34 @@ def run_extraction(
     *,
     shard: tuple[int, int] | None = None,
     force: bool = False,
+    retry_failed: bool = False,
     progress: bool = True,
     console: "Console | None" = None,
     dataset_options: Mapping[str, Any] | None = None,
 ) -> ExtractionSummary:
-    """Extract `modalities` (default: what the dataset has) of dataset `dataset` at `root` into `cache_path`."""
-    from emo.extract.datasets import load_clips
-    from emo.extract.report import skipped_line
+    """Extract `modalities` (default: what the dataset has) of dataset `dataset` at `root` into `cache_path`.
+
+    retry_failed: clips recorded as failed are extracted again (after the files were fixed).
+    Under torchrun every process extracts its own shard and rank 0 merges (emo.extract.distributed).
+    """
+    from emo.extract.distributed import distributed_context
 
     options = options or ExtractOptions()
-    scan = load_clips(dataset, root, **dict(dataset_options or {}))
-    skipped = [_skip_text(s) for s in scan.skipped]
-    if skipped and (progress or console is not None):  # a library caller with progress=False and no console wants quiet
-        _console(console).print(f"[yellow]{skipped_line(len(skipped), skipped)}[/]", highlight=False)
+    context = distributed_context()
+    if context is not None:
+        if shard is not None:
+            raise EmoError("--shard and torchrun both split the clips: under torchrun each process takes its own shard")
+        from emo.extract.distributed import run_distributed_extraction
+
+        return run_distributed_extraction(
+            context, dataset, root, cache_path, modalities, options, force=force, retry_failed=retry_failed,
+            progress=progress, console=console, dataset_options=dataset_options,
+        )
+    # A library caller with progress=False and no console wants quiet.
+    scan, skipped = scan_dataset(dataset, root, dataset_options, _console(console) if progress or console is not None else None)
     clips = shard_clips(scan.clips, shard)
-    wanted = list(modalities) if modalities else available_modalities(scan.clips)
-    if not wanted:
-        raise CacheError(f"{root}: the {dataset} clips have no audio, text or video to extract")
-    device = resolve_device(options.device)
-    # Every backbone loads before any work starts: a typo in the last one fails in seconds, not hours in.
-    extractors = {}
-    for modality in wanted:
-        try:
-            extractors[modality] = build_extractor(modality, options, device)
-        except ValueError as err:  # settings the extractor refuses (e.g. a layer spec it cannot parse)
-            raise BackboneError(f"{modality} extractor: {err}") from None
-    budgets = {"audio": options.batch_seconds}
+    wanted = choose_modalities(scan.clips, modalities, root, dataset)
+    extractors = build_extractors(wanted, options, resolve_device(options.device))
     results = extract_into_cache(
         clips,
         cache_path,
@@ -170,8 +205,10 @@ def run_extraction(
         dataset=dataset,
         label_names=scan.label_names,
         force=force,
+        retry_failed=retry_failed,
+        extract_options={m: extract_options_for(m, options) for m in extractors},
         workers=options.workers,
-        budgets=budgets,
+        budgets={"audio": options.batch_seconds},
         progress=progress,
         console=console,
     )
@@ -184,6 +221,28 @@ def run_extraction(
         skipped_reasons=skipped[:MAX_REASONS_KEPT],
         modalities=results,
     )
+
+
+def scan_dataset(
+    dataset: str, root: str | Path, dataset_options: Mapping[str, Any] | None, console: "Console | None"
+) -> tuple["DatasetScan", list[str]]:
+    """The adapter's scan and its skipped files as "path: reason" lines (printed on `console` when given)."""
+    from emo.extract.datasets import load_clips
+    from emo.extract.report import skipped_line
+
+    scan = load_clips(dataset, root, **dict(dataset_options or {}))
+    skipped = [_skip_text(s) for s in scan.skipped]
+    if skipped and console is not None:
+        console.print(f"[yellow]{skipped_line(len(skipped), skipped)}[/]", highlight=False)
+    return scan, skipped
+
+
+def choose_modalities(clips: Sequence[Clip], modalities: Sequence[str] | None, root: str | Path, dataset: str) -> list[str]:
+    """The modalities asked for, else what the clips have; CacheError when there is nothing to extract."""
+    wanted = list(modalities) if modalities else available_modalities(clips)
+    if not wanted:
+        raise CacheError(f"{root}: the {dataset} clips have no audio, text or video to extract")
+    return wanted
 
 
 def _skip_text(entry: Any) -> str:
@@ -209,41 +268,58 @@ def extract_into_cache(
     dataset: str,
     label_names: Sequence[str] | None = None,
     force: bool = False,
+    retry_failed: bool = False,
+    skip: Mapping[str, Collection[str]] | None = None,
+    extract_options: Mapping[str, dict] | None = None,
     workers: int | None = None,
     budgets: Mapping[str, float] | None = None,
     progress: bool = True,
     console: "Console | None" = None,
 ) -> list[ModalitySummary]:
-    """Write every pending clip of each extractor's modality into the cache; resumable, per-clip failures recorded."""
+    """Write every pending clip of each extractor's modality into the cache; resumable, per-clip failures recorded.
+
+    retry_failed: failed clips are turned back to pending first. skip: per modality, clip ids
+    left pending here because another cache already settled them (torchrun ranks skip what the
+    target cache holds). extract_options: per modality, how its extractor was asked for
+    (`extract_options_for`), recorded with the modality so `emo predict` can rebuild it.
+    """
     from emo.cache import CacheReader, CacheWriter
     from emo.extract.report import extraction_progress
 
     if not clips:
         raise CacheError(f"{cache_path}: no clips to extract")
-    _check_same_dataset(Path(cache_path), dataset)
+    check_same_dataset(Path(cache_path), dataset)
     workers = workers or default_workers()
     clips = with_probed_durations(clips, workers)
     by_id = {c.id: c for c in clips}
-    timings: dict[str, tuple[str, str, int, float]] = {}
+    timings: dict[str, tuple[str, str, int, float, int]] = {}
     with CacheWriter(cache_path, dataset=dataset, clips=clips, label_names=label_names) as writer:
         with extraction_progress(_console(console) if progress else None, progress) as bars:
             for modality, extractor in extractors.items():
                 started = time.perf_counter()
                 fingerprint = extractor.fingerprint()
-                action = writer.prepare(modality, fingerprint, tuple(extractor.row_shape), extractor.dtype, force=force)
-                todo = batching_order([by_id[c] for c in writer.pending(modality) if c in by_id])
+                action = writer.prepare(
+                    modality, fingerprint, tuple(extractor.row_shape), extractor.dtype, force=force,
+                    options=(extract_options or {}).get(modality),
+                )
+                retried = writer.retry_failed(modality) if retry_failed else 0
+                settled = set((skip or {}).get(modality, ()))
+                todo = batching_order([by_id[c] for c in writer.pending(modality) if c in by_id and c not in settled])
                 task = bars.add_task(modality, total=len(todo))
                 # The user's budget (--batch-seconds) first, then the extractor's own, then ours.
                 budget = float((budgets or {}).get(modality) or getattr(extractor, "batch_budget", None) or DEFAULT_BUDGETS[modality])
                 extracted = _extract_modality(
                     writer, modality, extractor, todo, workers, budget, lambda n, t=task: bars.advance(t, n)
                 )
-                timings[modality] = (_backbone_name(fingerprint, extractor), action, extracted, time.perf_counter() - started)
+                timings[modality] = (
+                    _backbone_name(fingerprint, extractor), action, extracted, time.perf_counter() - started, retried
+                )
     reader = CacheReader(cache_path)
-    return [_summarise(reader, list(by_id), m, *timings[m]) for m in extractors]
+    return [summarise_modality(reader, list(by_id), m, *timings[m]) for m in extractors]
 
 
-def _check_same_dataset(path: Path, dataset: str) -> None:
+def check_same_dataset(path: Path, dataset: str) -> None:
+    """CacheError when the cache at `path` (if any) was written for another dataset."""
     if not (path.exists() and path.stat().st_size > 0):
         return
     from emo.cache import CacheReader
@@ -347,8 +423,9 @@ def _record_failure(writer: "CacheWriter", modality: str, clip: Clip, error: Bas
         writer.fail(modality, clip.id, f"{type(error).__name__}: {text}".rstrip(": "))
 
 
-def _summarise(
-    reader, run_ids: Sequence[str], modality: str, backbone: str, action: str, extracted: int, seconds: float
+def summarise_modality(
+    reader, run_ids: Sequence[str], modality: str, backbone: str, action: str, extracted: int, seconds: float,
+    retried: int = 0,
 ) -> ModalitySummary:
     """Counts over this run's clips only (a cache may hold more: another root, earlier shards)."""
     import numpy as np
@@ -372,4 +449,5 @@ def _summarise(
             f"{reader.clips.ids[i]} ({STATUS_NAMES[int(all_codes[i])]}): {all_reasons[i]}" for i in unfinished[:MAX_REASONS_KEPT]
         ],
         seconds=seconds,
+        retried=retried,
     )
