@@ -32,6 +32,51 @@ def fail(message: str, code: int = 1) -> None:
 
 # ---- datasets (emo/extract/datasets) -------------------------------------------------
 # <datasets-section>
+@app.command("datasets")
+def datasets_command(
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="Show one adapter in detail: labels, options."),
+) -> None:
+    """List the dataset adapters: the layouts `emo extract` reads and their labels."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from emo.errors import EmoError
+    from emo.extract.datasets import get_adapter, list_adapters
+
+    console = Console()
+    if name is None:
+        table = Table(title="dataset adapters", show_lines=True)
+        table.add_column("name", style="bold", no_wrap=True)
+        table.add_column("labels", ratio=1)
+        table.add_column("layout", ratio=2)
+        for adapter_name, description, layout in list_adapters():
+            labels = get_adapter(adapter_name).labels
+            table.add_row(
+                adapter_name,
+                ", ".join(labels) if labels else "(from the manifest)",
+                Text.assemble(description, "\n", (layout, "dim")),
+            )
+        console.print(table)
+        console.print("[dim]details and options: emo datasets --name NAME[/]")
+        return
+    try:
+        adapter = get_adapter(name)
+    except EmoError as err:
+        fail(str(err))
+    console.print(f"[bold]{adapter.name}[/]: {adapter.description}", highlight=False)
+    console.print(f"layout: {adapter.layout}", highlight=False)
+    console.print(f"labels: {', '.join(adapter.labels) if adapter.labels else 'from the manifest'}", highlight=False)
+    if adapter.options:
+        table = Table(title="options", title_justify="left")
+        table.add_column("option", style="bold")
+        table.add_column("default")
+        table.add_column("meaning")
+        for option, default in adapter.options.items():
+            table.add_row(option, repr(default), adapter.option_help.get(option, ""))
+        console.print(table)
+    else:
+        console.print("options: none")
 # </datasets-section>
 
 
@@ -115,17 +160,340 @@ def cache_merge(
 
 # ---- extract (emo/extract) ----------------------------------------------------------
 # <extract-section>
+from emo.extract.options import DEFAULT_AUDIO_BACKBONE, DEFAULT_BATCH_SECONDS, DEFAULT_TEXT_BACKBONE  # noqa: E402 (stdlib-only module)
+
+
+@app.command("extract")
+def extract_command(
+    dataset: str = typer.Argument(..., help="Dataset adapter name (list them with `emo datasets`)."),
+    root: Path = typer.Argument(..., help="The dataset's folder (or manifest file)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Cache file to create, or to resume/update when it exists."),
+    modalities: Optional[str] = typer.Option(
+        None,
+        "--modalities",
+        help="Comma list of audio,text,faces,visual. Default: what the dataset has: "
+        "audio if its clips have audio, text if they have transcripts, faces if they have video.",
+    ),
+    audio_backbone: str = typer.Option(
+        DEFAULT_AUDIO_BACKBONE, "--audio-backbone", help="HF id, local model folder, or built-in: egemaps, compare, logmel."
+    ),
+    audio_layers: Optional[str] = typer.Option(None, "--audio-layers", help="Hidden layers kept: last, all, or e.g. 12,18,24 (default: the backbone's)."),
+    text_backbone: str = typer.Option(DEFAULT_TEXT_BACKBONE, "--text-backbone", help="HF id or local model folder."),
+    text_layers: Optional[str] = typer.Option(None, "--text-layers", help="Hidden layers kept: last, all, or e.g. 8,12 (default: last)."),
+    visual_backbone: Optional[str] = typer.Option(None, "--visual-backbone", help="Image encoder for face crops: HF id or local folder."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Video frames sampled per second (or give --frames)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Video frames sampled per clip, evenly spaced (or give --fps)."),
+    face_size: Optional[int] = typer.Option(None, "--face-size", help="Side in pixels of the aligned face crops."),
+    device: Optional[str] = typer.Option(None, "--device", help='Torch device; default "cuda" when available, else "cpu".'),
+    shard: Optional[str] = typer.Option(
+        None,
+        "--shard",
+        help="I/N: extract only the clips whose position in the id-sorted clip list is I modulo N, "
+        "into this shard's own cache file (merge them later).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Rebuild the chosen modalities even when their fingerprint is unchanged."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Extract clips recorded as failed again (after fixing their files); without it a rerun skips them."
+    ),
+    batch_seconds: float = typer.Option(DEFAULT_BATCH_SECONDS, "--batch-seconds", help="Audio per encoder batch, in seconds."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="CPU threads decoding ahead of the encoder (default: cores - 1, at most 8)."),
+    option: List[str] = typer.Option([], "--option", "-O", help="Dataset adapter option KEY=VALUE (repeatable; see `emo datasets --name NAME`)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Extract frozen-encoder sequences of a dataset into an HDF5 cache (resumable: rerun to continue).
+
+    Several processes or GPUs: `torchrun --standalone --nproc-per-node N -m emo extract ...`
+    (one shard per process, cuda:LOCAL_RANK each, merged into OUTPUT by rank 0 at the end).
+    """
+    from rich.console import Console
+
+    from emo.errors import EmoError
+    from emo.extract.distributed import end_distributed, is_main_process
+    from emo.extract.options import ExtractOptions, default_workers, parse_modalities, parse_shard
+    from emo.extract.report import summary_table
+    from emo.extract.runner import run_extraction
+
+    try:
+        wanted = parse_modalities(modalities)
+        shard_spec = parse_shard(shard)
+        options = ExtractOptions(
+            audio_backbone=audio_backbone,
+            audio_layers=audio_layers,
+            text_backbone=text_backbone,
+            text_layers=text_layers,
+            visual_backbone=visual_backbone,
+            fps=fps,
+            frames=frames,
+            face_size=face_size,
+            device=device,
+            batch_seconds=batch_seconds,
+            workers=workers if workers is not None else default_workers(),
+        )
+        dataset_options = dict(_key_value(item) for item in option)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    console = Console()
+    main = is_main_process()  # under torchrun, rank 0 speaks for every process
+    try:
+        try:
+            summary = run_extraction(
+                dataset, root, output, wanted, options, shard=shard_spec, force=force, retry_failed=retry_failed,
+                progress=not quiet, console=console, dataset_options=dataset_options,
+            )
+        except EmoError as err:
+            _extract_fail(str(err), main)
+        if main:
+            console.print(summary_table(summary))
+        if not summary.any_ok:
+            _extract_fail(f"{output}: nothing could be extracted (every clip missing or failed; reasons above)", main)
+    finally:
+        end_distributed()  # torchrun ranks leave together, after rank 0 has printed
+
+
+def _extract_fail(message: str, main: bool) -> None:
+    if main:
+        fail(message)
+    raise typer.Exit(1)  # another torchrun rank: rank 0 prints the one message
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--option {item!r}: expected KEY=VALUE")
+    return key.strip(), value.strip()
 # </extract-section>
 
 
 # ---- fit / eval / sweep / runs / heads (emo/fusion) --------------------------------------
 # <fusion-section>
+def _fusion_list(text: Optional[str]) -> Optional[List[str]]:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def _fusion_print_metrics(metrics: dict, title: str) -> None:
+    from rich.console import Console
+
+    from emo.fusion.display import metrics_table
+
+    Console().print(metrics_table(metrics, title=title))
+
+
+@app.command("fit")
+def fit_command(
+    cache: Path = typer.Argument(..., help="An emo HDF5 cache (from `emo extract`)."),
+    head: str = typer.Option(..., "--head", help="Fusion head (list them with `emo heads`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (config, metrics, plots, weights)."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of cache modalities (default: what the head takes among those cached)."),
+    split: str = typer.Option("stratified", "--split", help="stratified | speaker | kfold:K | kfold-speaker:K | column:NAME."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of the training part held out for validation / early stopping (0: none)."),
+    epochs: int = typer.Option(50, "--epochs", help="Most epochs per fold."),
+    seed: int = typer.Option(0, "--seed", help="Seed of splits, sampling, initialisation and batch order."),
+    device: str = typer.Option("auto", "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
+    layers: List[str] = typer.Option([], "--layers", help='Cached layers to use: "12,18,24", "last", "all", or per modality "audio=12,18" (repeatable).'),
+    batch_size: int = typer.Option(32, "--batch-size", help="Clips per training step."),
+    lr: float = typer.Option(1e-4, "--lr", help="Peak AdamW learning rate (linear warm-up, cosine decay)."),
+    per_class: Optional[int] = typer.Option(None, "--per-class", help="Keep at most N training clips per class."),
+    order: str = typer.Option("random", "--order", help="Which clips --per-class keeps: random | short | long (by duration)."),
+    dedup_text: bool = typer.Option(False, "--dedup-text", help="Drop clips whose transcript repeats an earlier clip's (before splitting)."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Use this clip column as the label (e.g. a perceived-label extras column)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Comma list of the classes to keep."),
+    modality_dropout: float = typer.Option(0.0, "--modality-dropout", help="Per training clip, hide one modality with this probability (clips missing a modality are then kept)."),
+    patience: int = typer.Option(10, "--patience", help="Stop after this many epochs without a better validation weighted F1 (0: never)."),
+    name: Optional[str] = typer.Option(None, "--name", help="A name for the run (default: the run directory's)."),
+    hparams: List[str] = typer.Option([], "--set", help="Head hyperparameter KEY=VALUE, e.g. d_model=256 (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines."),
+) -> None:
+    """Train a fusion head from a cache, score it on the test split(s) and write a run directory."""
+    from emo.errors import EmoError
+    from emo.fusion import fit
+    from emo.fusion.sweep import parse_assignments
+
+    try:
+        result = fit(
+            cache, head=head, out=out, quiet=quiet, overwrite=overwrite,
+            modalities=_fusion_list(modalities), split=split, val_fraction=val_fraction, epochs=epochs, seed=seed,
+            device=device, layers=layers or None, batch_size=batch_size, lr=lr, per_class=per_class, order=order,
+            dedup_text=dedup_text, label_column=label_column, classes=_fusion_list(classes),
+            modality_dropout=modality_dropout, patience=patience, name=name, head_params=parse_assignments(hparams),
+        )
+    except EmoError as err:
+        fail(str(err))
+    _fusion_print_metrics(result.metrics, f"{head} · {result.config['split']['spec']} · {out}")
+
+
+@app.command("eval")
+def eval_command(
+    run: Path = typer.Argument(..., help="A run directory (from `emo fit`)."),
+    cache: Optional[Path] = typer.Argument(None, help="Score on this cache's clips instead of the run's test split."),
+    drop: List[str] = typer.Option([], "--drop", help="Score with this modality absent (repeatable)."),
+    device: str = typer.Option("auto", "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+) -> None:
+    """Rescore a run's saved model(s) on its test split, or on another cache with the same fingerprints."""
+    import json
+
+    from emo.errors import EmoError
+    from emo.fusion import evaluate
+
+    try:
+        result = evaluate(run, cache, drop=drop, device=device)
+    except EmoError as err:
+        fail(str(err))
+    where = "test split" if result.same_cache else str(result.cache)
+    dropped = f" · without {', '.join(drop)}" if drop else ""
+    _fusion_print_metrics(result.metrics, f"{run} on {where}{dropped}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
+
+
+@app.command("sweep")
+def sweep_command(
+    cache: Path = typer.Argument(..., help="An emo HDF5 cache, read once for every run."),
+    head: str = typer.Option(..., "--head", help="Comma list of heads."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for results.csv and one run directory per fit."),
+    grid: List[str] = typer.Option([], "--grid", help="KEY=V1,V2 (fit option or head hyperparameter; repeatable)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma list of seeds."),
+    random: Optional[int] = typer.Option(None, "--random", help="Draw N grid points at random instead of the full grid."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of cache modalities for every head."),
+    split: str = typer.Option("stratified", "--split", help="stratified | speaker | kfold:K | kfold-speaker:K | column:NAME."),
+    epochs: int = typer.Option(50, "--epochs", help="Most epochs per fold."),
+    device: str = typer.Option("auto", "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Clip column used as the label."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Comma list of the classes to keep."),
+    hparams: List[str] = typer.Option([], "--set", help="Head hyperparameter KEY=VALUE for every run (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace runs already in --out."),
+) -> None:
+    """Fit heads x grid x seeds from one in-memory load of the cache; one results table (and results.csv)."""
+    from rich.console import Console
+
+    from emo.errors import EmoError
+    from emo.fusion import sweep
+    from emo.fusion.display import runs_table
+    from emo.fusion.sweep import parse_assignments, parse_grid
+
+    console = Console()
+    try:
+        seed_list = [int(s) for s in _fusion_list(seeds) or [0]]
+    except ValueError:
+        fail(f"--seeds {seeds!r}: expected integers like 0,1,2")
+    try:
+        result = sweep(
+            cache, heads=_fusion_list(head) or [], out=out, grid=parse_grid(grid), seeds=seed_list, random=random,
+            modalities=_fusion_list(modalities), head_params=parse_assignments(hparams), overwrite=overwrite,
+            on_run=lambda row: console.print(f"[dim]done[/] {row['run']}  UAR {row['uar']:.4f}", highlight=False),
+            split=split, epochs=epochs, device=device, label_column=label_column, classes=_fusion_list(classes),
+        )
+    except EmoError as err:
+        fail(str(err))
+    columns = [c for c in result.columns if not c.endswith("_std")]
+    console.print(runs_table(result.rows, columns, title=f"sweep · {cache}"))
+    console.print(f"results: {result.csv_path}")
+
+
+@app.command("runs")
+def runs_command(
+    paths: List[Path] = typer.Argument(..., help="Run directories, or folders holding runs."),
+) -> None:
+    """Compare run directories: head, modalities, split, seed, accuracy, wF1, mF1, UAR."""
+    from rich.console import Console
+
+    from emo.errors import EmoError
+    from emo.fusion import summarize_runs
+    from emo.fusion.display import runs_table
+    from emo.fusion.runs import COLUMNS
+
+    try:
+        rows = summarize_runs(paths)
+    except EmoError as err:
+        fail(str(err))
+    if not rows:
+        fail(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
+    Console().print(runs_table(rows, COLUMNS))
+
+
+@app.command("heads")
+def heads_command() -> None:
+    """List the fusion heads and the modalities each one takes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from emo.fusion.heads import list_heads
+
+    table = Table("head", "takes", "description")
+    for name, description, requirement in list_heads():
+        table.add_row(name, requirement, description)
+    Console().print(table)
 # </fusion-section>
 
 
-# ---- predict / demo (emo/predict.py, emo/demo.py) ----------------------------------
+# ---- predict / demo (emo/predictor/, emo/demo/) -----------------------------------
 # <predict-section>
+@app.command("predict")
+def predict_command(
+    run: Path = typer.Argument(..., help="A run directory (from `emo fit --out`)."),
+    files: List[Path] = typer.Argument(
+        ...,
+        help="Clips to score. Each FILE is one clip: a video gives the faces and its own audio track, an audio "
+        "file gives the audio. A video and an audio file with the same name stem (x.mp4 x.wav) are one clip.",
+    ),
+    text: List[str] = typer.Option(
+        [], "--text", help="Transcript, for runs that use text: one for a single clip, or repeat once per clip in order."
+    ),
+    pair: bool = typer.Option(False, "--pair", help="Take the FILEs two by two, a video and an audio file per clip."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list (file, probabilities, top, missing_modalities)."),
+    top: int = typer.Option(3, "--top", min=1, help="Classes shown per clip in the table."),
+    device: Optional[str] = typer.Option(None, "--device", help='Torch device; default "cuda" when available, else "cpu".'),
+) -> None:
+    """Score clips with a fitted run: the run's extractors (checked against its fingerprints), then its head."""
+    from rich.console import Console
+
+    from emo.errors import EmoError
+    from emo.predictor import Predictor
+    from emo.predictor.display import predictions_json, predictions_table
+    from emo.predictor.inputs import attach_texts, group_files
+
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        attach_texts(group_files(files, pair=pair), text or None)  # bad arguments fail before any model loads
+        predictor = Predictor(run, device=device)
+        predictions = predictor.predict(files, text or None, pair=pair, keep_going=True)
+    except EmoError as exc:
+        fail(str(exc))
+    if json_out:
+        typer.echo(predictions_json(predictions))
+    else:
+        if predictor.n_folds > 1:
+            err.print(f"[dim]k-fold run: probabilities are the mean of its {predictor.n_folds} fold models[/]")
+        if any(p.error is None for p in predictions):
+            Console().print(predictions_table(predictions, top, title=f"{run} · {predictor.head_name}"))
+    failures = [p.error for p in predictions if p.error is not None]
+    for message in failures:
+        err.print(f"[bold red]error:[/] {message}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
 # </predict-section>
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(Path("emo-demo"), "--out", "-o", help="Folder for the generated data, cache and runs."),
+    clips: int = typer.Option(5, help="Clips per speaker and emotion (6 speakers x 4 emotions)."),
+    epochs: int = typer.Option(30, help="Training epochs per head."),
+    seed: int = typer.Option(0, help="Seed for the generated data and the training."),
+) -> None:
+    """Run the whole pipeline offline on a small dataset emo generates itself (no download)."""
+    from rich.console import Console
+
+    from emo.demo.run import print_results, run_demo
+    from emo.errors import EmoError
+
+    console = Console()
+    try:
+        rows = run_demo(out, clips_per_speaker_emotion=clips, epochs=epochs, seed=seed, console=console)
+    except EmoError as exc:
+        fail(str(exc))
+    print_results(rows, out, console)
 
 
 def main() -> None:  # pragma: no cover - console entry

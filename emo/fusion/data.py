@@ -1,0 +1,301 @@
+"""The cache in memory: every selected modality read once, batched by index with masks.
+
+Each modality stays ragged in memory: one flat `(rows, *row_shape)` tensor plus each clip's
+start and length, exactly as the cache stores it (no padding to the longest clip). A batch is
+one gather `data[start + min(t, length - 1)]` over (clips, frames) and a mask `t < length`;
+the heads ignore frames outside the mask. No file I/O and no DataLoader in the training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from emo.errors import EmoError
+
+# Fraction of free GPU memory the cached tensors may take; the rest is for the model and activations.
+GPU_SHARE = 0.6
+
+
+@dataclass
+class ModalityData:
+    """One modality of every loaded clip: flat rows, per-clip start/length, presence."""
+
+    name: str
+    kind: str  # "features" (float16 (L, D) rows) or "faces" (uint8 (S, S, 3) rows)
+    row_shape: tuple
+    data: "torch.Tensor"  # (rows, *row_shape) on the storage device
+    starts: "torch.Tensor"  # (N,) int64, on the storage device
+    lengths: np.ndarray  # (N,) int64 on the host (0: the clip has no sequence here)
+    fingerprint: dict
+    layers: list | None  # cached layer ids kept (None: every cached layer)
+
+    @property
+    def present(self) -> np.ndarray:
+        return self.lengths > 0
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.numel() * self.data.element_size()
+
+    def gather(self, rows: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(x (B, T, *row_shape), mask (B, T)) for clip rows, T = longest clip of the batch."""
+        import torch
+
+        lengths = self.lengths[rows]
+        t_max = max(int(lengths.max()), 1)
+        device = self.data.device
+        lengths_t = torch.from_numpy(lengths).to(device, non_blocking=True)
+        rows_t = torch.from_numpy(np.ascontiguousarray(rows)).to(device, non_blocking=True)
+        position = torch.arange(t_max, device=device)
+        last = (lengths_t - 1).clamp(min=0)
+        frame = self.starts[rows_t].unsqueeze(1) + torch.minimum(position.unsqueeze(0), last.unsqueeze(1))
+        if self.data.shape[0] == 0:  # no clip has this modality: nothing to gather
+            x = self.data.new_zeros((len(rows), t_max, *self.row_shape))
+        else:
+            x = self.data[frame]
+        mask = position.unsqueeze(0) < lengths_t.unsqueeze(1)
+        return x, mask
+
+
+@dataclass
+class CachedData:
+    """Labels, clip metadata and the selected modalities of one cache, all in memory."""
+
+    path: Path
+    dataset: str
+    ids: list[str]
+    labels: np.ndarray  # (N,) int64 index into class_names
+    class_names: list[str]
+    label_column: str | None
+    speakers: np.ndarray  # (N,) object
+    durations: np.ndarray  # (N,) float32 seconds, nan unknown
+    texts: list[str]
+    extras: dict[str, list[str]]
+    modalities: dict[str, ModalityData] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(m.nbytes for m in self.modalities.values())
+
+    def inputs(self, keys: Sequence[str]) -> dict:
+        from emo.fusion.heads import InputSpec
+
+        return {k: InputSpec(k, self.modalities[k].kind, self.modalities[k].row_shape) for k in keys}
+
+    def rows_with(self, keys: Sequence[str], allow_missing: bool = False) -> np.ndarray:
+        """Rows present in every modality of `keys` (or in at least one when `allow_missing`)."""
+        present = np.stack([self.modalities[k].present for k in keys])
+        keep = present.any(axis=0) if allow_missing else present.all(axis=0)
+        return np.flatnonzero(keep)
+
+    def frame_counts(self, key: str) -> np.ndarray:
+        return self.modalities[key].lengths
+
+    def batch(
+        self,
+        rows: np.ndarray,
+        keys: Sequence[str],
+        device,
+        masked_out: Mapping[str, np.ndarray] | None = None,
+    ) -> dict:
+        """{key: (x, mask)} on `device` for these rows; `masked_out[key]` (B,) bool hides a modality per clip."""
+        import torch
+
+        batch = {}
+        for key in keys:
+            x, mask = self.modalities[key].gather(rows)
+            if masked_out is not None and key in masked_out:
+                hide = torch.from_numpy(masked_out[key]).to(mask.device)
+                mask = mask & ~hide.unsqueeze(1)
+            batch[key] = (x.to(device, non_blocking=True), mask.to(device, non_blocking=True))
+        return batch
+
+
+# -- loading ------------------------------------------------------------------------------
+def parse_layers(specs: Sequence[str] | str | None, modalities: Sequence[str]) -> dict[str, str]:
+    """`--layers` values -> {modality: spec}. "12,18,24" applies to every modality; "audio=last" to one."""
+    if specs is None:
+        return {}
+    if isinstance(specs, str):
+        specs = [specs]
+    out: dict[str, str] = {}
+    for spec in specs:
+        for part in spec.split(";"):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, value = part.partition("=")
+            if sep:
+                out[key.strip()] = value.strip()
+            else:
+                for m in modalities:
+                    out.setdefault(m, part)
+    return out
+
+
+def resolve_layers(spec: str | list | None, stored: list, modality: str) -> list | None:
+    """A layer spec ("all", "last", "12,18,24", negative positions) -> stored layer ids (None = all)."""
+    if spec is None or spec == "all":
+        return None
+    if isinstance(spec, list):
+        tokens = spec
+    else:
+        tokens = [t.strip() for t in str(spec).split(",") if t.strip()]
+    chosen = []
+    for token in tokens:
+        if token == "last":
+            chosen.append(stored[-1])
+            continue
+        value = token
+        if isinstance(token, str):
+            try:
+                value = int(token)
+            except ValueError:
+                value = token
+        if value in stored:
+            chosen.append(value)
+        elif isinstance(value, int) and -len(stored) <= value < 0:
+            chosen.append(stored[value])
+        else:
+            raise EmoError(f"--layers {spec}: {modality} layer {token!r} is not cached (cached layers: {stored})")
+    return chosen
+
+
+def _labels(reader, label_column: str | None, classes: Sequence[str] | None, strict_classes: bool):
+    """(labels (N,) with -1 = not used, class names) from the default label or an extras column."""
+    table = reader.clips
+    if label_column in (None, "", "label"):
+        names = list(table.label_names)
+        values = np.asarray(table.labels, dtype=np.int64)
+    else:
+        if label_column not in table.extras:
+            known = ", ".join(sorted(table.extras)) or "none"
+            raise EmoError(f"{reader.path}: no label column {label_column!r} (clip columns: label, {known})")
+        column = [v.strip() for v in table.extras[label_column]]
+        names = sorted({v for v in column if v})
+        lookup = {n: i for i, n in enumerate(names)}
+        values = np.array([lookup.get(v, -1) for v in column], dtype=np.int64)
+    if classes:
+        unknown = [c for c in classes if c not in names]
+        if unknown and strict_classes:
+            raise EmoError(f"{reader.path}: unknown class(es) {unknown} (classes here: {', '.join(names)})")
+        remap = np.full(len(names) + 1, -1, dtype=np.int64)  # last slot maps -1 to -1
+        for new, name in enumerate(classes):
+            if name in names:
+                remap[names.index(name)] = new
+        values = remap[values]
+        names = list(classes)
+    return values, names
+
+
+def modality_kind(reader, modality: str) -> str:
+    info = reader.info(modality)
+    return "faces" if info.dtype == "uint8" and len(info.row_shape) == 3 else "features"
+
+
+def load_data(
+    cache: str | Path,
+    modalities: Sequence[str],
+    *,
+    layers: Mapping[str, str | list | None] | None = None,
+    label_column: str | None = None,
+    classes: Sequence[str] | None = None,
+    strict_classes: bool = True,
+    clip_ids: Sequence[str] | None = None,
+    device="cpu",
+    reader=None,
+) -> CachedData:
+    """Read `modalities` of every labelled clip (ok in at least one of them) into memory, once.
+
+    `device` is where training runs: on a GPU the tensors go there when they fit in GPU_SHARE of
+    its free memory, otherwise they stay in pinned host memory and each batch is copied over.
+    """
+    import torch
+
+    from emo.cache import CacheReader
+
+    reader = reader or CacheReader(cache)
+    missing = [m for m in modalities if m not in reader.modalities]
+    if missing:
+        present = ", ".join(reader.modalities) or "none"
+        raise EmoError(f"{reader.path}: no {', '.join(missing)} modality in this cache (it holds: {present})")
+    if not modalities:
+        raise EmoError(f"{reader.path}: no modality selected")
+    labels, class_names = _labels(reader, label_column, classes, strict_classes)
+    table = reader.clips
+    wanted = labels >= 0
+    if clip_ids is not None:
+        chosen = np.zeros(len(table.ids), dtype=bool)
+        chosen[table.index(list(clip_ids))] = True
+        wanted &= chosen
+    ok = {m: np.asarray(reader.status(m)[0]) == 1 for m in modalities}
+    keep = np.flatnonzero(wanted & np.any(np.stack(list(ok.values())), axis=0))
+    if keep.size == 0:
+        raise EmoError(f"{reader.path}: no labelled clip has any of {', '.join(modalities)}")
+
+    layers = dict(layers or {})
+    loaded: dict[str, tuple] = {}
+    for m in modalities:
+        kind = modality_kind(reader, m)
+        chosen_layers = None
+        if kind == "features":
+            chosen_layers = resolve_layers(layers.get(m), reader.layer_ids(m), m)
+        elif layers.get(m) not in (None, "all"):
+            raise EmoError(f"--layers: {m} holds face crops, not layers")
+        rows_here = keep[ok[m][keep]]
+        seqs = reader.load(m, clips=[table.ids[i] for i in rows_here], layers=chosen_layers)
+        lengths = np.zeros(keep.size, dtype=np.int64)
+        starts = np.zeros(keep.size, dtype=np.int64)
+        position = np.searchsorted(keep, rows_here)
+        lengths[position] = seqs.lengths
+        starts[position] = seqs.offsets[:-1]
+        loaded[m] = (kind, seqs.data, starts, lengths, reader.fingerprint(m), chosen_layers)
+
+    total = sum(item[1].nbytes for item in loaded.values())
+    storage = _storage_device(torch.device(device), total)
+    modality_data = {}
+    for m, (kind, data, starts, lengths, fingerprint, chosen_layers) in loaded.items():
+        tensor = torch.from_numpy(np.ascontiguousarray(data))
+        if storage.type == "cuda":
+            tensor = tensor.to(storage)
+        elif torch.device(device).type == "cuda":
+            tensor = tensor.pin_memory()
+        modality_data[m] = ModalityData(
+            name=m,
+            kind=kind,
+            row_shape=tuple(data.shape[1:]),
+            data=tensor,
+            starts=torch.from_numpy(starts).to(storage),
+            lengths=lengths,
+            fingerprint=fingerprint,
+            layers=chosen_layers,
+        )
+    return CachedData(
+        path=Path(reader.path).resolve(),
+        dataset=reader.dataset,
+        ids=[table.ids[i] for i in keep],
+        labels=labels[keep],
+        class_names=list(class_names),
+        label_column=None if label_column in (None, "", "label") else label_column,
+        speakers=np.array([table.speakers[i] for i in keep], dtype=object),
+        durations=np.asarray(table.durations, dtype=np.float32)[keep],
+        texts=[table.texts[i] for i in keep],
+        extras={name: [values[i] for i in keep] for name, values in table.extras.items()},
+        modalities=modality_data,
+    )
+
+
+def _storage_device(device, nbytes: int):
+    import torch
+
+    if device.type != "cuda":
+        return torch.device("cpu")
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if nbytes < GPU_SHARE * free else torch.device("cpu")

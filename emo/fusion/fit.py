@@ -1,0 +1,297 @@
+"""`fit`: train a fusion head from a cache with a split protocol, score it, save a run directory.
+
+    from emo.fusion import fit
+    result = fit("crema.h5", head="cross_attention", split="kfold-speaker:5", out="runs/ca")
+    result.metrics["uar"], result.metrics["uar_std"]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from emo import __version__
+from emo.errors import EmoError
+from emo.fusion.data import CachedData, load_data, modality_kind, parse_layers
+from emo.fusion.display import EpochDisplay, QuietDisplay
+from emo.fusion.metrics import aggregate_folds, score
+from emo.fusion.predictions import Predictions
+from emo.fusion.sampling import ORDERS, dedup_text, per_class
+from emo.fusion.splits import make_folds, parse_split
+from emo.fusion.train import TrainSettings, deterministic, predict, resolve_device, train_fold
+
+
+@dataclass
+class FitOptions:
+    """Everything that decides a fit besides the cache; stored verbatim in config.json."""
+
+    head: str
+    modalities: list[str] | None = None  # None: what the head takes, among what the cache holds
+    split: str = "stratified"
+    val_fraction: float = 0.1
+    epochs: int = 50
+    seed: int = 0
+    device: str = "auto"
+    layers: list[str] | None = None  # "--layers" values: "12,18,24", "last", "audio=12,18"
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    grad_clip: float = 1.0
+    patience: int | None = 10
+    per_class: int | None = None
+    order: str = "random"
+    dedup_text: bool = False
+    label_column: str | None = None
+    classes: list[str] | None = None
+    modality_dropout: float = 0.0
+    head_params: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.modalities, str):
+            self.modalities = [m.strip() for m in self.modalities.split(",") if m.strip()]
+        if isinstance(self.classes, str):
+            self.classes = [c.strip() for c in self.classes.split(",") if c.strip()]
+        if isinstance(self.layers, str):
+            self.layers = [self.layers]
+        parse_split(self.split)
+        checks = [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (0 <= self.val_fraction < 1, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
+            (0 <= self.modality_dropout < 1, f"--modality-dropout must be in [0, 1), got {self.modality_dropout}"),
+            (self.patience is None or self.patience >= 0, f"--patience must be >= 0, got {self.patience}"),
+            (self.per_class is None or self.per_class >= 1, f"--per-class must be >= 1, got {self.per_class}"),
+            (self.order in ORDERS, f"--order must be one of {', '.join(ORDERS)}, got {self.order!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise EmoError(message)
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+            warmup=self.warmup, grad_clip=self.grad_clip, patience=self.patience or None,
+            modality_dropout=self.modality_dropout,
+        )
+
+
+@dataclass
+class RunResult:
+    config: dict
+    metrics: dict
+    predictions: Predictions
+    histories: list[list[dict]]
+    heads: list  # one trained head per fold (best weights), on the CPU, eval mode
+    splits: list[dict]  # per fold: clip ids of train / val / test
+    run_dir: Path | None = None
+
+    def __getitem__(self, key: str):  # result["uar"]: the headline metrics read like metrics.json
+        return self.metrics[key]
+
+
+def default_modalities(head: str, available: dict[str, str], cache: str | Path) -> list[str]:
+    """What `head` takes among the cache's modalities ({name: kind}); visual features before crops."""
+    from emo.fusion.heads import HEADS
+
+    if head not in HEADS:
+        raise EmoError(f"unknown head {head!r}; available: {', '.join(HEADS)}")
+    requires = HEADS[head].requires
+    chosen = []
+    for modality in requires.allowed:
+        if modality in available:
+            chosen.append(modality)
+        elif modality == "visual" and requires.faces_ok and "faces" in available:
+            chosen.append("faces")
+    chosen = chosen[: requires.hi]
+    if len(chosen) < requires.lo:
+        holds = ", ".join(available) or "nothing"
+        raise EmoError(f"head {head!r} needs {requires}; the cache {cache} holds {holds}")
+    return chosen
+
+
+def _check_head_fits(head: str, modalities: Sequence[str], reader, cache) -> None:
+    """Refuse a head/modality mismatch before reading any data."""
+    from emo.fusion.heads import HEADS, InputSpec
+
+    missing = [m for m in modalities if m not in reader.modalities]
+    if missing:
+        holds = ", ".join(reader.modalities) or "nothing"
+        raise EmoError(f"{cache}: no {', '.join(missing)} modality in this cache (it holds: {holds})")
+    if head not in HEADS:
+        raise EmoError(f"unknown head {head!r}; available: {', '.join(HEADS)}")
+    specs = {m: InputSpec(m, modality_kind(reader, m), reader.row_shape(m)) for m in modalities}
+    HEADS[head].requires.check(head, specs)
+
+
+def fit(
+    cache: str | Path,
+    *,
+    head: str,
+    out: str | Path | None = None,
+    data: CachedData | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+    display=None,
+    **options: Any,
+) -> RunResult:
+    """Train `head` on `cache` under the split protocol in `options` (see FitOptions); save to `out`.
+
+    `data` (from `load_data`) reuses an in-memory cache across fits (sweeps); it must hold the
+    modalities this fit uses and was loaded with the same label column and classes.
+    """
+    import torch
+
+    opts = FitOptions(head=head, **options)
+    device = resolve_device(opts.device)
+    display = display or (QuietDisplay() if quiet else EpochDisplay())
+    notes: list[str] = []
+
+    def note(text: str) -> None:
+        notes.append(text)
+        display.note(text)
+
+    if out is not None:
+        from emo.fusion.run_dir import check_run_dir
+
+        out = check_run_dir(Path(out), overwrite)
+
+    with deterministic(device), display:
+        if data is None:
+            from emo.cache import CacheReader
+
+            reader = CacheReader(cache)
+            kinds = {m: modality_kind(reader, m) for m in reader.modalities}
+            keys = opts.modalities or default_modalities(head, kinds, cache)
+            _check_head_fits(head, keys, reader, cache)
+            feature_keys = [k for k in keys if kinds[k] == "features"]
+            data = load_data(
+                cache, keys, layers=parse_layers(opts.layers, feature_keys), label_column=opts.label_column,
+                classes=opts.classes, device=device, reader=reader,
+            )
+        else:
+            kinds = {m: d.kind for m, d in data.modalities.items()}
+            keys = opts.modalities or default_modalities(head, kinds, cache)
+            absent = [k for k in keys if k not in data.modalities]
+            if absent:
+                raise EmoError(f"the preloaded data lacks {', '.join(absent)} (it holds {', '.join(data.modalities)})")
+            if (opts.label_column or None) != data.label_column or (opts.classes and opts.classes != data.class_names):
+                raise EmoError("the preloaded data was loaded with another label column or class list")
+
+        rows = data.rows_with(keys, allow_missing=opts.modality_dropout > 0)
+        skipped = len(data) - len(rows)
+        if skipped:
+            note(f"{skipped} labelled clips lack one of {', '.join(keys)} and are left out")
+        dedup_dropped = 0
+        if opts.dedup_text:
+            kept = dedup_text([data.texts[r] for r in rows])
+            dedup_dropped = len(rows) - len(kept)
+            rows = rows[kept]
+            note(f"--dedup-text dropped {dedup_dropped} clips with a repeated transcript ({len(rows)} left)")
+        if len(rows) == 0:
+            raise EmoError(f"{cache}: no clip left to train on")
+
+        # Classes with no clip left are not trained for (e.g. a perceived-label value seen only on
+        # clips missing a modality); the head's outputs are the classes present.
+        present = np.unique(data.labels[rows])
+        class_names = [data.class_names[i] for i in present]
+        remap = np.full(len(data.class_names) + 1, -1, dtype=np.int64)
+        remap[present] = np.arange(len(present))
+        labels = remap[data.labels]
+        if len(class_names) < 2:
+            raise EmoError(f"{cache}: only one class ({class_names}) among the selected clips")
+        dropped_classes = [c for c in data.class_names if c not in class_names]
+        if dropped_classes:
+            note(f"classes without clips are left out: {', '.join(dropped_classes)}")
+
+        split = parse_split(opts.split)
+        folds = make_folds(
+            split, labels[rows], data.speakers[rows], class_names=class_names, seed=opts.seed,
+            val_fraction=opts.val_fraction, columns={k: [v[r] for r in rows] for k, v in data.extras.items()},
+        )
+        order_key = data.durations
+        if opts.per_class and opts.order != "random" and np.isnan(order_key[rows]).any():
+            order_key = data.frame_counts(keys[0]).astype(np.float32)
+            note(f"clip durations are unknown: --order {opts.order} uses {keys[0]} frame counts")
+
+        settings = opts.train_settings()
+        parts, histories, heads, fold_metrics, splits = [], [], [], [], []
+        from emo.fusion.heads import build_head
+
+        for fold in folds:
+            train_rows, val_rows, test_rows = rows[fold.train], rows[fold.val], rows[fold.test]
+            if opts.per_class:
+                sample_rng = np.random.default_rng([opts.seed, fold.index, 1])
+                before = len(train_rows)
+                train_rows = per_class(train_rows, labels, order_key, opts.per_class, opts.order, sample_rng)
+                note(f"--per-class {opts.per_class} --order {opts.order}: {len(train_rows)} of {before} training clips")
+            sizes = {"train": len(train_rows), "val": len(val_rows), "test": len(test_rows)}
+            display.fold(fold.index, len(folds), sizes, opts.epochs)
+            torch.manual_seed(opts.seed)
+            model = build_head(head, data.inputs(keys), len(class_names), **opts.head_params)
+            training = train_fold(
+                model, data, keys, labels, train_rows, val_rows, settings, device,
+                np.random.default_rng([opts.seed, fold.index]), display.epoch,
+            )
+            probs, _ = predict(model, data, test_rows, keys, device, labels, settings.eval_batch_size)
+            part = Predictions(
+                ids=[data.ids[r] for r in test_rows], true=labels[test_rows], predicted=probs.argmax(axis=1),
+                probs=probs, fold=np.full(len(test_rows), fold.index), class_names=class_names,
+            )
+            scored = score(part.true, part.predicted, class_names)
+            scored.update(
+                fold=fold.index, best_epoch=training.best_epoch, epochs_run=len(training.history),
+                best_val_weighted_f1=training.best_val_weighted_f1, n_train=len(train_rows), n_val=len(val_rows),
+            )
+            fold_metrics.append(scored)
+            parts.append(part)
+            histories.append(training.history)
+            heads.append(model.cpu().eval())
+            splits.append({
+                "fold": fold.index,
+                **{name: [data.ids[r] for r in part_rows] for name, part_rows in
+                   (("train", train_rows), ("val", val_rows), ("test", test_rows))},
+            })
+
+        predictions = Predictions.concat(parts)
+        if len(folds) == 1:
+            metrics = fold_metrics[0]
+        else:
+            metrics = aggregate_folds(fold_metrics, score(predictions.true, predictions.predicted, class_names))
+
+        config = {
+            "emo_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "name": opts.name or (Path(out).name if out is not None else head),
+            "cache": {
+                "path": str(data.path),
+                "dataset": data.dataset,
+                "fingerprints": {k: data.modalities[k].fingerprint for k in keys},
+                "row_shapes": {k: list(data.modalities[k].row_shape) for k in keys},
+                "layers": {k: data.modalities[k].layers for k in keys},
+            },
+            "head": heads[0].config,
+            "modalities": list(keys),
+            "classes": class_names,
+            "label_column": data.label_column,
+            "split": {"spec": str(split), "folds": len(folds), "seed": opts.seed, "val_fraction": opts.val_fraction},
+            "clips": {"used": int(len(rows)), "dedup_dropped": dedup_dropped, "left_out_missing": int(skipped)},
+            "options": asdict(opts),
+            "device": str(device),
+            "torch_version": torch.__version__,
+            "notes": notes,
+        }
+        result = RunResult(config, metrics, predictions, histories, heads, splits)
+        if out is not None:
+            from emo.fusion.run_dir import save_run
+
+            save_run(out, result)
+            result.run_dir = out
+            display.note(f"run saved to {out}")
+        return result

@@ -1,0 +1,243 @@
+"""Training one head on one fold: AdamW, warm-up + cosine, clipping, bf16 on GPU, early stopping.
+
+The best checkpoint (by validation weighted F1) is kept in memory and loaded back at the end.
+Batches come from `CachedData.batch` (in-memory gathers). Losses are summed on the device and
+read once per epoch, so a GPU step never waits for the host.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from emo.fusion.data import CachedData
+from emo.fusion.metrics import weighted_f1
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of all steps spent warming up linearly
+    grad_clip: float = 1.0
+    patience: int | None = 10  # epochs without a better validation weighted F1; None: never stop early
+    modality_dropout: float = 0.0
+    eval_batch_size: int = 128
+
+
+@dataclass
+class FoldTraining:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_weighted_f1: float | None = None
+    seconds: float = 0.0
+
+
+def resolve_device(device: str | None):
+    import torch
+
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        from emo.errors import EmoError
+
+        raise EmoError(f"--device {device!r}: not a torch device (cpu, cuda, cuda:1, auto)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        from emo.errors import EmoError
+
+        raise EmoError(f"--device {device}: CUDA is not available on this machine")
+    return resolved
+
+
+@contextmanager
+def deterministic(device):
+    """torch deterministic algorithms for the duration of a fit (warn-only where none exists)."""
+    import torch
+
+    if device.type == "cuda":
+        # cuBLAS reads this when it initialises; harmless if it already has.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = torch.are_deterministic_algorithms_enabled()
+    before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=before_warn)
+
+
+def _autocast(device):
+    import torch
+
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """LR multiplier: linear from ~0 to 1 over the warm-up steps, then cosine down to 0."""
+    warmup = max(1, int(round(warmup_fraction * total_steps)))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def dropout_masks(
+    data: CachedData, rows: np.ndarray, keys: Sequence[str], p: float, rng: np.random.Generator
+) -> dict[str, np.ndarray] | None:
+    """Per clip, with probability p, hide one of its present modalities (never its last one)."""
+    if p <= 0 or len(keys) < 2:
+        return None
+    present = np.stack([data.modalities[k].present[rows] for k in keys], axis=1)  # (B, M)
+    drop_clip = (rng.random(len(rows)) < p) & (present.sum(axis=1) >= 2)
+    # A random present modality per clip: argmax of uniform noise restricted to present ones.
+    choice = np.argmax(np.where(present, rng.random(present.shape), -1.0), axis=1)
+    return {k: drop_clip & (choice == i) for i, k in enumerate(keys)}
+
+
+def predict(
+    head, data: CachedData, rows: np.ndarray, keys: Sequence[str], device, labels: np.ndarray, batch_size: int = 128
+):
+    """(probabilities (N, K) float64, mean cross-entropy) of `head` on `rows`; labels are per data row."""
+    import torch
+
+    head.eval()
+    probs, loss_sum = [], None
+    labels = torch.from_numpy(labels[rows]).to(device)
+    with torch.no_grad(), _autocast(device):
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            logits = head(data.batch(chunk, keys, device)).float()
+            part = torch.nn.functional.cross_entropy(logits, labels[start : start + len(chunk)], reduction="sum")
+            loss_sum = part if loss_sum is None else loss_sum + part
+            probs.append(torch.softmax(logits, dim=-1))
+    if not probs:
+        return np.zeros((0, head.n_classes)), None
+    out = torch.cat(probs).double().cpu().numpy()
+    return out, float(loss_sum) / len(rows)
+
+
+def feature_stats(data: CachedData, keys: Sequence[str], rows: np.ndarray, chunk: int = 1 << 16) -> dict:
+    """Mean and std per (layer, dim) over every real frame of the training clips, per feature input."""
+    import torch
+
+    stats = {}
+    for key in keys:
+        modality = data.modalities.get(key)
+        if modality is None or modality.kind != "features":
+            continue
+        lengths = modality.lengths[rows]
+        lengths = lengths[lengths > 0]
+        starts = modality.starts.cpu().numpy()[rows][modality.lengths[rows] > 0]
+        frames = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+        if len(frames) == 0:
+            continue
+        total = torch.zeros(modality.row_shape, dtype=torch.float64)
+        squares = torch.zeros(modality.row_shape, dtype=torch.float64)
+        for start in range(0, len(frames), chunk):  # float64 sums over chunks: no full float32 copy in memory
+            block = modality.data[torch.from_numpy(frames[start : start + chunk]).to(modality.data.device)]
+            block = block.double().cpu()
+            total += block.sum(0)
+            squares += (block * block).sum(0)
+        mean = total / len(frames)
+        std = (squares / len(frames) - mean * mean).clamp(min=0).sqrt()
+        stats[key] = (mean.float(), std.float())
+    return stats
+
+
+def train_fold(
+    head,
+    data: CachedData,
+    keys: Sequence[str],
+    labels: np.ndarray,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    settings: TrainSettings,
+    device,
+    rng: np.random.Generator,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FoldTraining:
+    """Train in place; `head` ends holding its best-validation weights (last epoch without validation).
+
+    `labels` (one class index per data row) may differ from `data.labels` when a fit keeps a
+    subset of the classes; rows are positions in `data`.
+    """
+    import torch
+
+    head.set_feature_stats(feature_stats(data, keys, train_rows))
+    head.to(device)
+    steps_per_epoch = math.ceil(len(train_rows) / settings.batch_size)
+    total_steps = max(1, steps_per_epoch * settings.epochs)
+    decay, no_decay = [], []
+    for name, param in head.named_parameters():
+        if param.requires_grad:
+            # Biases, norms and small learned vectors (layer mix, tokens) are not weight-decayed.
+            (no_decay if param.dim() < 2 else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings.lr,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, settings.warmup))
+    targets = torch.from_numpy(labels).to(device)
+    result = FoldTraining()
+    best_state, since_best = None, 0
+    started = time.perf_counter()
+
+    for epoch in range(1, settings.epochs + 1):
+        tick = time.perf_counter()
+        head.train()
+        order = train_rows[rng.permutation(len(train_rows))]
+        loss_sum = torch.zeros((), device=device)
+        for start in range(0, len(order), settings.batch_size):
+            rows = order[start : start + settings.batch_size]
+            batch = data.batch(rows, keys, device, dropout_masks(data, rows, keys, settings.modality_dropout, rng))
+            target = targets[torch.from_numpy(rows).to(device)]
+            with _autocast(device):
+                logits = head(batch)
+            loss = torch.nn.functional.cross_entropy(logits.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip:
+                torch.nn.utils.clip_grad_norm_(head.parameters(), settings.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * len(rows)
+        record = {"epoch": epoch, "train_loss": float(loss_sum) / len(order), "lr": scheduler.get_last_lr()[0]}
+
+        if len(val_rows):
+            probs, val_loss = predict(head, data, val_rows, keys, device, labels, settings.eval_batch_size)
+            score = weighted_f1(labels[val_rows], probs.argmax(axis=1))
+            record.update(val_loss=val_loss, val_weighted_f1=score)
+            improved = result.best_val_weighted_f1 is None or score > result.best_val_weighted_f1
+            if improved:
+                result.best_val_weighted_f1, result.best_epoch, since_best = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+            else:
+                since_best += 1
+        else:
+            result.best_epoch = epoch
+        record["seconds"] = time.perf_counter() - tick
+        result.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if len(val_rows) and settings.patience and since_best >= settings.patience:
+            break
+
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    head.eval()
+    result.seconds = time.perf_counter() - started
+    return result
