@@ -19,3 +19,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (only beside the project checkout)")
     return SHARED_DATA
+
+
+def pytest_configure(config):
+    # Tiny models on a 2-core machine: torch's thread pool costs more than it gives (a 35x
+    # slowdown of small training steps was measured under load). One thread per process.
+    import torch
+
+    torch.set_num_threads(1)

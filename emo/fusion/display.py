@@ -76,19 +76,20 @@ class EpochDisplay(QuietDisplay):
             self.progress.update(self.task, advance=1)
 
 
-def format_metric(metrics: dict, key: str) -> str:
+def format_metric(metrics: dict, key: str, digits: int = 4) -> str:
     value = metrics.get(key)
     if value is None:
         return "-"
     std = metrics.get(f"{key}_std")
-    return f"{value:.4f} ± {std:.4f}" if std is not None else f"{value:.4f}"
+    return f"{value:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{value:.{digits}f}"
 
 
 def metrics_table(metrics: dict, title: str = ""):
-    """Headline metrics, then per-class precision/recall/F1/support."""
+    """A title line, the headline metrics, then per-class precision/recall/F1/support."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title or None, show_edge=False)
+    table = Table(show_edge=False)
     table.add_column("class")
     for column in ("precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
@@ -99,7 +100,7 @@ def metrics_table(metrics: dict, title: str = ""):
         headline.add_row(HEADLINE_TITLES[key], format_metric(metrics, key))
     from rich.console import Group
 
-    return Group(headline, table)
+    return Group(Text(title, style="bold"), headline, table) if title else Group(headline, table)
 
 
 def runs_table(rows: Sequence[dict], columns: Sequence[str], title: str = ""):
@@ -107,11 +108,18 @@ def runs_table(rows: Sequence[dict], columns: Sequence[str], title: str = ""):
     from rich.table import Table
 
     table = Table(title=title or None)
+    # Means only, so the table fits a terminal; k-fold spread shows as one "UAR ±" column.
+    with_std = any("uar_std" in row for row in rows)
     for column in columns:
         if column in HEADLINE:
             table.add_column(HEADLINE_TITLES[column], justify="right", no_wrap=True)
         else:
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", min_width=min(len(column), 6))
+    if with_std:
+        table.add_column("UAR ±", justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(*[format_metric(row, c) if c in HEADLINE else str(row.get(c, "")) for c in columns])
+        cells = [f"{row[c]:.3f}" if c in HEADLINE and c in row else str(row.get(c, "")) for c in columns]
+        if with_std:
+            cells.append(f"{row['uar_std']:.3f}" if "uar_std" in row else "")
+        table.add_row(*cells)
     return table
