@@ -307,8 +307,33 @@ def test_face_augmentation_flips_and_shifts_whole_clips_in_training_only():
     torch.testing.assert_close(encoder(x, mask), encoder(x, mask))  # no augmentation at eval
 
 
+def test_face_encoder_ignores_brightness_contrast_and_colour_cast():
+    # The same crops under other lighting: contrast x2 and a different offset per channel.
+    torch.manual_seed(0)
+    encoder = FaceEncoder(crop_size=16, image_size=None, patch=8, dim=16, layers=1, heads=2).eval()
+    x = torch.randint(40, 111, (2, 3, 16, 16, 3), dtype=torch.int16)
+    relit = (2 * x + torch.tensor([-30, 0, 30], dtype=torch.int16)).to(torch.uint8)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(relit, mask), encoder(x.to(torch.uint8), mask), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("size,patch", [(48, 8), (48, 16), (24, 12), (20, 5)])
+def test_face_encoder_makes_one_token_per_patch(size, patch):
+    encoder = FaceEncoder(crop_size=size, image_size=None, patch=patch, dim=16, layers=1, heads=2)
+    tokens = encoder.patch_embed(torch.zeros(3, 3, size, size))
+    assert tokens.shape == (3, 16, size // patch, size // patch)
+    x, mask = torch.zeros(2, 2, size, size, 3, dtype=torch.uint8), torch.ones(2, 2, dtype=torch.bool)
+    assert encoder(x, mask).shape == (2, 2, 16)
+
+
 def planted_batch(keys, n_clips: int = 32, seed: int = 0):
-    """Each clip's class is written into its frames' mean (features) or colour (faces)."""
+    """Each clip's class is written into its frames' mean (features) or texture (faces).
+
+    Faces carry the class in local shape, as expressions do: horizontal stripes, vertical
+    stripes, a checkerboard or none, at a random phase, on a random colour per clip (the
+    encoder standardises each crop's colour away, so colour must not be the signal).
+    """
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n_clips) % N_CLASSES
     batch = {}
@@ -317,9 +342,17 @@ def planted_batch(keys, n_clips: int = 32, seed: int = 0):
         T = int(lens.max())
         mask = torch.arange(T) < lens[:, None]
         if SPECS[key].kind == "faces":
-            colours = torch.tensor([[220, 40, 40], [40, 220, 40], [40, 40, 220], [200, 200, 40]], dtype=torch.float)
-            noise = torch.randn((n_clips, T) + SPECS[key].row_shape, generator=g) * 20
-            x = (colours[labels][:, None, None, None, :] + noise).clamp(0, 255).to(torch.uint8)
+            size = SPECS[key].row_shape[0]
+            phase = torch.randint(0, 4, (n_clips, 1, 1), generator=g)
+            rows, cols = torch.arange(size)[:, None] + phase, torch.arange(size)[None, :] + phase
+            horizontal = ((rows // 2) % 2).expand(-1, -1, size)
+            vertical = ((cols // 2) % 2).expand(-1, size, -1)
+            patterns = torch.stack([horizontal, vertical, horizontal ^ vertical, torch.zeros_like(horizontal)], 1)
+            texture = patterns[torch.arange(n_clips), labels].float()  # (n_clips, S, S)
+            colour = torch.rand(n_clips, 3, generator=g) * 120 + 40
+            noise = torch.randn((n_clips, T) + SPECS[key].row_shape, generator=g) * 10
+            x = colour[:, None, None, None, :] + 60 * texture[:, None, :, :, None] + noise
+            x = x.clamp(0, 255).to(torch.uint8)
         else:
             L, D = SPECS[key].row_shape
             means = torch.randn(N_CLASSES, D, generator=g) * 1.5
