@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from emo.cache import CacheReader
 from emo.errors import EmoError
@@ -23,14 +22,6 @@ FAST = {"epochs": 15, "lr": 1e-3, "batch_size": 16, "quiet": True}
 def small(head: str) -> dict:
     return {k: v for k, v in SMALL.items() if k in HEADS[head].defaults}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The CI box is small and shared: two intra-op threads fighting for cores make tiny steps 10x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _extras(i, clip):

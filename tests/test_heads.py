@@ -17,14 +17,6 @@ from emo.fusion.heads.layers import LayerMix, SequenceEncoder
 N_CLASSES = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models on a shared 2-core machine: extra intra-op threads only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 SPECS = {
     "audio": InputSpec("audio", "features", (3, 8)),  # several cached layers -> layer mix
     "text": InputSpec("text", "features", (1, 6)),  # one layer -> squeezed

@@ -33,14 +33,6 @@ HEAD = {"hidden": 32, "face_dim": 32, "face_layers": 1, "face_heads": 2, "face_s
 FIT = {"epochs": 3, "lr": 1e-3, "batch_size": 8, "quiet": True, "device": "cpu", "seed": 0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The CI box is small and shared: intra-op threads fighting for two cores make tiny steps slow.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @dataclass
 class Demo:
