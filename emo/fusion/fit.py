@@ -18,11 +18,30 @@ from emo import __version__
 from emo.errors import EmoError
 from emo.fusion.data import CachedData, load_data, modality_kind, parse_layers
 from emo.fusion.display import EpochDisplay, QuietDisplay
+from emo.fusion.params import Param
 from emo.fusion.metrics import aggregate_folds, score
 from emo.fusion.predictions import Predictions
 from emo.fusion.sampling import ORDERS, dedup_text, per_class
 from emo.fusion.splits import make_folds, parse_split
 from emo.fusion.train import TrainSettings, deterministic, predict, resolve_device, train_fold
+
+
+# Declared type and range of every numeric fit option (and --order): checked in one place, so
+# `--lr inf`, `--val-fraction nan` or `--epochs 0` are one-line errors before anything is read.
+FIT_PARAMS = {
+    "val_fraction": Param(float, 0.0, 1.0, hi_open=True),
+    "epochs": Param(int, 1, 1_000_000),
+    "seed": Param(int, 0, 2**32 - 1),  # numpy seeds are non-negative
+    "batch_size": Param(int, 1, 1_000_000),
+    "lr": Param(float, 0.0, 10.0, lo_open=True),
+    "weight_decay": Param(float, 0.0, 10.0),
+    "warmup": Param(float, 0.0, 1.0),
+    "grad_clip": Param(float, 0.0, 1e6),  # 0: no clipping
+    "patience": Param(int, 0, 1_000_000, optional=True),
+    "per_class": Param(int, 1, None, optional=True),
+    "order": Param(str, choices=ORDERS),
+    "modality_dropout": Param(float, 0.0, 1.0, hi_open=True),
+}
 
 
 @dataclass
@@ -60,19 +79,16 @@ class FitOptions:
         if isinstance(self.layers, str):
             self.layers = [self.layers]
         parse_split(self.split)
-        checks = [
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (0 <= self.val_fraction < 1, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
-            (0 <= self.modality_dropout < 1, f"--modality-dropout must be in [0, 1), got {self.modality_dropout}"),
-            (self.patience is None or self.patience >= 0, f"--patience must be >= 0, got {self.patience}"),
-            (self.per_class is None or self.per_class >= 1, f"--per-class must be >= 1, got {self.per_class}"),
-            (self.order in ORDERS, f"--order must be one of {', '.join(ORDERS)}, got {self.order!r}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise EmoError(message)
+        try:  # every declared option: type, finiteness, range (the head hyperparameters' checks)
+            for name, param in FIT_PARAMS.items():
+                setattr(self, name, param.check("--" + name.replace("_", "-"), getattr(self, name)))
+        except ValueError as err:
+            raise EmoError(str(err)) from None
+        from emo.fusion.heads.registry import check_hparams
+
+        # Head hyperparameters are checked now, before the cache is read (and again when built).
+        checked = check_hparams(self.head, dict(self.head_params or {}))
+        self.head_params = {k: checked[k] for k in self.head_params or {}}
 
     def train_settings(self) -> TrainSettings:
         return TrainSettings(

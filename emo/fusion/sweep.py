@@ -115,6 +115,12 @@ def sweep(
     for key in grid:
         if key not in _FIT_KEYS and not any(key in HEADS[h].defaults for h in heads):
             raise EmoError(f"--grid {key}: neither a fit option nor a hyperparameter of {', '.join(heads)}")
+    for key in head_params or {}:
+        if not any(key in HEADS[h].defaults for h in heads):
+            raise EmoError(f"--set {key}: not a hyperparameter of {', '.join(heads)}")
+    plan = expand(heads, grid, seeds, random)
+    for item in plan:  # every grid point is checked before the cache is read or a run starts
+        _fit_arguments(item, head_params, common, HEADS)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -128,19 +134,16 @@ def sweep(
         classes=common.get("classes"), device=resolve_device(common.get("device", "auto")), reader=reader,
     )
 
-    plan = expand(heads, grid, seeds, random)
     rows: list[dict] = []
     columns = ["run", "head", "seed", *grid, *HEADLINE]
     csv_path = out / "results.csv"
     for item in plan:
         h, params, seed = item["head"], item["params"], item["seed"]
-        fit_params = {k: v for k, v in params.items() if k in _FIT_KEYS}
-        hparams = {**(head_params or {}), **{k: v for k, v in params.items() if k not in _FIT_KEYS}}
-        hparams = {k: v for k, v in hparams.items() if k in HEADS[h].defaults}
         name = run_name(h, params, seed)
+        arguments = _fit_arguments(item, head_params, common, HEADS)
         result = fit(
             cache, head=h, out=out / name, data=data, quiet=True, overwrite=overwrite,
-            **{**common, **fit_params, "seed": seed, "modalities": per_head[h], "head_params": hparams, "name": name},
+            **{**arguments, "modalities": per_head[h], "name": name},
         )
         row = {"run": name, "head": h, "seed": seed, **params}
         for key in HEADLINE:
@@ -154,6 +157,22 @@ def sweep(
         if on_run is not None:
             on_run(row)
     return SweepResult(rows, csv_path, columns)
+
+
+def _fit_arguments(item: dict, head_params: dict | None, common: dict, heads: dict) -> dict:
+    """The fit keyword arguments of one grid point, validated (FitOptions checks options and hyperparameters)."""
+    h, params, seed = item["head"], item["params"], item["seed"]
+    fit_params = {k: v for k, v in params.items() if k in _FIT_KEYS}
+    hparams = {**(head_params or {}), **{k: v for k, v in params.items() if k not in _FIT_KEYS}}
+    hparams = {k: v for k, v in hparams.items() if k in heads[h].defaults}
+    arguments = {**common, **fit_params, "seed": seed, "head_params": hparams}
+    known = {f.name for f in fields(FitOptions)}
+    try:
+        FitOptions(head=h, **{k: v for k, v in arguments.items() if k in known})
+    except EmoError as err:
+        point = ", ".join(f"{k}={v}" for k, v in params.items())
+        raise EmoError(f"sweep point {h}{' ' + point if point else ''}: {err}") from None
+    return arguments
 
 
 def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:

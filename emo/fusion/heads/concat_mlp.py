@@ -13,6 +13,7 @@ from torch import nn
 
 from emo.fusion.heads.branches import FACE_DEFAULTS, build_frontend, check_mask
 from emo.fusion.heads.layers import masked_mean
+from emo.fusion.params import DROPOUT, FACE_PARAMS, FACE_RULES, Param
 from emo.fusion.heads.registry import MODALITIES, Head, Requires, register_head
 
 
@@ -23,6 +24,8 @@ class ConcatMLPHead(Head):
     requires = Requires(MODALITIES, 2, 3, faces_ok=True)
     absent_ok = True
     defaults = {"hidden": 256, "dropout": 0.1, **FACE_DEFAULTS}
+    params = {"hidden": Param(int, 1, 65536, help="width of the hidden layer"), "dropout": DROPOUT, **FACE_PARAMS}
+    rules = FACE_RULES
 
     def __init__(self, inputs, n_classes, **hparams):
         super().__init__(inputs, n_classes, **hparams)

@@ -18,9 +18,9 @@ import itertools
 import torch
 from torch import nn
 
-from emo.errors import EmoError
 from emo.fusion.heads.branches import FACE_DEFAULTS, FusionInputs
 from emo.fusion.heads.layers import SequenceEncoder, masked_mean
+from emo.fusion.params import FACE_PARAMS, FACE_RULES, SEQUENCE_PARAMS, SEQUENCE_RULES
 from emo.fusion.heads.registry import MODALITIES, Head, Requires, register_head
 
 
@@ -31,13 +31,13 @@ class CrossAttentionHead(Head):
     requires = Requires(MODALITIES, 2, 3, faces_ok=True)
     absent_ok = True
     defaults = {"d_model": 512, "heads": 8, "blocks": 3, "ffn": 1024, "dropout": 0.1, **FACE_DEFAULTS}
+    params = {**SEQUENCE_PARAMS, **FACE_PARAMS}
+    rules = SEQUENCE_RULES + FACE_RULES
 
     def __init__(self, inputs, n_classes, **hparams):
         super().__init__(inputs, n_classes, **hparams)
         hp = self.hparams
-        d = hp["d_model"]
-        if d % hp["heads"]:
-            raise EmoError(f"head {self.name!r}: d_model {d} is not divisible by heads {hp['heads']}")
+        d = hp["d_model"]  # a multiple of heads: checked with the declared params (SEQUENCE_RULES)
         self.fusion_inputs = FusionInputs(self.inputs, d, hp)
         self.pairs = list(itertools.permutations(self.inputs, 2))
         self.cross = nn.ModuleList(

@@ -15,6 +15,7 @@ from torch import nn
 
 from emo.fusion.heads.branches import FACE_DEFAULTS, FusionInputs
 from emo.fusion.heads.layers import SequenceEncoder, masked_mean
+from emo.fusion.params import FACE_PARAMS, FACE_RULES, SEQUENCE_PARAMS, SEQUENCE_RULES
 from emo.fusion.heads.registry import MODALITIES, Head, Requires, register_head
 from emo.fusion.heads.unimodal import SEQUENCE_DEFAULTS
 
@@ -26,6 +27,8 @@ class EarlyFusionHead(Head):
     requires = Requires(MODALITIES, 2, 3, faces_ok=True)
     absent_ok = True
     defaults = {**SEQUENCE_DEFAULTS, **FACE_DEFAULTS}
+    params = {**SEQUENCE_PARAMS, **FACE_PARAMS}
+    rules = SEQUENCE_RULES + FACE_RULES
 
     def __init__(self, inputs, n_classes, **hparams):
         super().__init__(inputs, n_classes, **hparams)

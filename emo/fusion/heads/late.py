@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emo.errors import EmoError
 from emo.fusion.heads.branches import FACE_DEFAULTS
+from emo.fusion.params import FACE_PARAMS, FACE_RULES, SEQUENCE_PARAMS, SEQUENCE_RULES, Param
 from emo.fusion.heads.registry import HEADS, MODALITIES, Head, Requires, modality_of, register_head
 from emo.fusion.heads.unimodal import SEQUENCE_DEFAULTS
 
@@ -28,11 +28,11 @@ class LateFusionHead(Head):
     requires = Requires(MODALITIES, 2, 3, faces_ok=True)
     absent_ok = True
     defaults = {**SEQUENCE_DEFAULTS, **FACE_DEFAULTS, "combine": "mean"}
+    params = {**SEQUENCE_PARAMS, **FACE_PARAMS, "combine": Param(str, choices=COMBINES, help="how modality probabilities combine")}
+    rules = SEQUENCE_RULES + FACE_RULES
 
     def __init__(self, inputs, n_classes, **hparams):
         super().__init__(inputs, n_classes, **hparams)
-        if self.hparams["combine"] not in COMBINES:
-            raise EmoError(f"head 'late': combine must be one of {', '.join(COMBINES)}, got {self.hparams['combine']!r}")
         self.keys = list(self.inputs)
         self.branches = nn.ModuleDict()
         for key, spec in self.inputs.items():

@@ -8,15 +8,22 @@ is the visual modality seen as pixels instead of encoder features.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from torch import nn
 
 from emo.errors import EmoError
+from emo.fusion.params import Param, check_values
 
 MODALITIES = ("audio", "text", "visual")
 KINDS = ("features", "faces")
+# A head larger than this (parameters + buffers) is refused before it is built: ~1 GB of float32
+# weights, ~4 GB with AdamW's moments and the gradients, far beyond any head these caches need
+# (the paper-sized cross_attention head is ~10 M). It bounds what a crafted run record can allocate.
+MAX_HEAD_VALUES = 250_000_000
+MAX_CLASSES = 10_000
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,12 @@ class InputSpec:
 
     def __post_init__(self) -> None:
         # JSON round-trips turn tuples into lists; keep specs hashable and comparable.
-        object.__setattr__(self, "row_shape", tuple(int(n) for n in self.row_shape))
+        shape = self.row_shape
+        if not isinstance(shape, (list, tuple)) or not all(
+            isinstance(n, int) and not isinstance(n, bool) for n in shape
+        ):
+            raise EmoError(f"input {self.name!r}: row_shape must be a list of integers, got {shape!r}")
+        object.__setattr__(self, "row_shape", tuple(int(n) for n in shape))
         shape = self.row_shape
         if self.kind == "features":
             if len(shape) != 2 or min(shape) < 1:
@@ -49,7 +61,11 @@ class InputSpec:
 
     @classmethod
     def coerce(cls, spec: "InputSpec | dict") -> "InputSpec":
-        return spec if isinstance(spec, InputSpec) else cls(**spec)
+        if isinstance(spec, InputSpec):
+            return spec
+        if not isinstance(spec, dict) or set(spec) != {"name", "kind", "row_shape"}:
+            raise EmoError(f"input spec must be {{name, kind, row_shape}}, got {spec!r}"[:200])
+        return cls(**spec)
 
 
 def modality_of(key: str, spec: InputSpec) -> str:
@@ -104,32 +120,34 @@ class Requires:
 
 
 class Head(nn.Module):
-    """Base of every head. Subclasses set name, description, requires, defaults."""
+    """Base of every head. Subclasses set name, description, requires, defaults, params (and rules).
+
+    `params` declares every key of `defaults` (type and range, emo.fusion.params.Param);
+    `rules` are checks between values (e.g. Divisible("d_model", "heads")).
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
     requires: ClassVar[Requires]
     defaults: ClassVar[dict[str, Any]]
+    params: ClassVar[dict[str, Param]] = {}
+    rules: ClassVar[tuple] = ()
     # True when a modality may be missing from a batch (modality dropout, `emo eval --drop`).
     absent_ok: ClassVar[bool] = False
 
     def __init__(self, inputs: dict[str, InputSpec | dict], n_classes: int, **hparams: Any):
         super().__init__()
+        if not isinstance(inputs, dict):
+            raise EmoError(f"head {self.name!r}: inputs must be a mapping of input specs, got {type(inputs).__name__}")
         inputs = {key: InputSpec.coerce(spec) for key, spec in inputs.items()}
         self.requires.check(self.name, inputs)
-        if int(n_classes) < 2:
-            raise EmoError(f"head {self.name!r}: n_classes must be >= 2, got {n_classes}")
-        unknown = sorted(set(hparams) - set(self.defaults))
-        if unknown:
-            raise EmoError(
-                f"head {self.name!r}: unknown hyperparameter(s) {', '.join(unknown)}; "
-                f"accepted: {', '.join(sorted(self.defaults))}"
-            )
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or not 2 <= n_classes <= MAX_CLASSES:
+            raise EmoError(f"head {self.name!r}: n_classes must be an integer in [2, {MAX_CLASSES}], got {n_classes!r}")
         self.inputs = inputs
         self.n_classes = int(n_classes)
         # Every value is stored, not only overrides, so a checkpoint keeps its architecture
         # even if a default changes later.
-        self.hparams = {**self.defaults, **hparams}
+        self.hparams = check_hparams(self.name, hparams, type(self))
 
     @property
     def config(self) -> dict:
@@ -179,15 +197,55 @@ HEADS: dict[str, type[Head]] = {}
 def register_head(cls: type[Head]) -> type[Head]:
     if cls.name in HEADS:
         raise ValueError(f"head {cls.name!r} registered twice")
+    undeclared = sorted(set(cls.defaults) - set(cls.params))
+    if undeclared:  # a programming error: every hyperparameter is validated, so each must be declared
+        raise TypeError(f"head {cls.name!r}: declare {', '.join(undeclared)} in its `params` (type and range)")
+    check_values(cls.name, cls.params, cls.rules, cls.defaults)  # the defaults must pass their own checks
     HEADS[cls.name] = cls
     return cls
 
 
-def build_head(name: str, inputs: dict[str, InputSpec | dict], n_classes: int, **hparams: Any) -> Head:
-    """A fresh head `name` for these inputs; EmoError when the name, inputs or hparams do not fit."""
-    if name not in HEADS:
+def head_class(name: str) -> type[Head]:
+    if not isinstance(name, str) or name not in HEADS:
         raise EmoError(f"unknown head {name!r}; available: {', '.join(HEADS)}")
-    return HEADS[name](inputs, n_classes, **hparams)
+    return HEADS[name]
+
+
+def check_hparams(name: str, hparams: dict[str, Any], cls: type[Head] | None = None) -> dict[str, Any]:
+    """Every hyperparameter of head `name` (defaults overlaid with `hparams`), each checked against its
+    declaration: EmoError naming the head, the value and the accepted range. The one validation of
+    `--set`, `sweep --grid`, the Python API and saved run records."""
+    cls = cls or head_class(name)
+    if not isinstance(hparams, dict):
+        raise EmoError(f"head {name!r}: hyperparameters must be a mapping, got {type(hparams).__name__}")
+    unknown = sorted(set(hparams) - set(cls.defaults))
+    if unknown:
+        raise EmoError(
+            f"head {name!r}: unknown hyperparameter(s) {', '.join(map(str, unknown))}; "
+            f"accepted: {', '.join(sorted(cls.defaults))}"
+        )
+    return check_values(name, cls.params, cls.rules, {**cls.defaults, **hparams})
+
+
+def build_head(name: str, inputs: dict[str, InputSpec | dict], n_classes: int, **hparams: Any) -> Head:
+    """A fresh head `name` for these inputs; EmoError when the name, inputs, hparams or size do not fit.
+
+    The head is first built on torch's meta device (shapes only, no memory) and its size checked,
+    so an oversized request is refused before a byte is allocated.
+    """
+    import torch
+
+    cls = head_class(name)
+    with torch.device("meta"):
+        probe = cls(inputs, n_classes, **hparams)
+    size = sum(t.numel() for t in itertools.chain(probe.parameters(), probe.buffers()))
+    if size > MAX_HEAD_VALUES:
+        raise EmoError(
+            f"head {name!r}: {size / 1e6:.0f} M parameters exceeds the limit of {MAX_HEAD_VALUES / 1e6:.0f} M "
+            f"(inputs {', '.join(f'{k} {tuple(s.row_shape)}' for k, s in probe.inputs.items())}; "
+            f"hyperparameters {probe.hparams}); choose a smaller width, depth or fewer cached layers"[:600]
+        )
+    return cls(inputs, n_classes, **hparams)
 
 
 def list_heads() -> list[tuple[str, str, str]]:

@@ -13,6 +13,7 @@ from torch import nn
 from emo.errors import EmoError
 from emo.fusion.heads.branches import FACE_DEFAULTS, ProjectedSequence
 from emo.fusion.heads.layers import SequenceEncoder, masked_mean
+from emo.fusion.params import FACE_PARAMS, FACE_RULES, SEQUENCE_PARAMS, SEQUENCE_RULES
 from emo.fusion.heads.registry import Head, Requires, register_head
 
 SEQUENCE_DEFAULTS = {"d_model": 256, "heads": 4, "blocks": 2, "ffn": 512, "dropout": 0.1}
@@ -20,6 +21,8 @@ SEQUENCE_DEFAULTS = {"d_model": 256, "heads": 4, "blocks": 2, "ffn": 512, "dropo
 
 class UnimodalHead(Head):
     defaults = SEQUENCE_DEFAULTS
+    params = SEQUENCE_PARAMS
+    rules = SEQUENCE_RULES
 
     def __init__(self, inputs, n_classes, **hparams):
         super().__init__(inputs, n_classes, **hparams)
@@ -51,6 +54,8 @@ class VisualHead(UnimodalHead):
     description = "face features or raw face crops (patch ViT): projection, transformer encoder, masked mean, linear"
     requires = Requires(("visual",), 1, 1, faces_ok=True)
     defaults = {**SEQUENCE_DEFAULTS, **FACE_DEFAULTS}
+    params = {**SEQUENCE_PARAMS, **FACE_PARAMS}
+    rules = SEQUENCE_RULES + FACE_RULES
 
 
 @register_head
