@@ -251,3 +251,24 @@ def test_merge_shards_every_clip_once_and_refuses_mismatched_fingerprints(tmp_pa
     assert result.exit_code == 1
     assert "s2.h5: audio fingerprint differs" in result.output and "backbone: 'b' -> 'other'" in result.output
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_reopening_with_changed_transcripts_and_videos_resets_only_what_reads_them(tmp_path):
+    from dataclasses import replace
+
+    path = tmp_path / "c.h5"
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"first")
+    clips = [replace(c, audio=None, video=str(video)) if c.id == "clip0002" else c for c in make_clips(4)]
+    with CacheWriter(path, dataset="d", clips=clips) as writer:
+        for modality in ("audio", "text", "faces"):
+            writer.prepare(modality, {"b": 1}, (1, 8), "float16")
+            writer.write(modality, ragged(clips, layers=1))
+    changed = [replace(c, text="new words") if c.id == "clip0000" else c for c in clips]
+    video.write_bytes(b"second take")  # the video's size and mtime change
+    with CacheWriter(path, clips=changed, drop_absent=True) as writer:
+        assert writer.table_changes.reextract == {"audio": 1, "text": 1, "faces": 1}
+        assert writer.table_changes.updated == {"text": 1}
+        assert writer.pending("text") == ["clip0000"]
+        assert writer.pending("audio") == writer.pending("faces") == ["clip0002"]  # its audio is the video's track
+    assert CacheReader(path).clips.texts[0] == "new words"

@@ -448,7 +448,7 @@ def test_cli_reports_skipped_files_and_per_clip_failures_and_exits_zero(shared_d
     assert "nea00301" in result.output
 
 
-def test_cli_retry_failed_extracts_a_fixed_file_without_force(shared_data, tmp_path):
+def test_cli_retry_failed_and_a_fixed_file_are_extracted_again_without_force(shared_data, tmp_path):
     import shutil
 
     source = shared_data / "kor_emotiontts" / "emotional-to-emotional" / "nea" / "wav"
@@ -459,15 +459,18 @@ def test_cli_retry_failed_extracts_a_fixed_file_without_force(shared_data, tmp_p
     args = ["kor-emotion", str(tmp_path / "kor"), "-o", str(tmp_path / "c.h5"), "--audio-backbone", "logmel", "--workers", "1"]
     assert invoke(*args).exit_code == 0
     assert [cid for cid, _, _ in CacheReader(tmp_path / "c.h5").failures("audio")] == ["nea00101"]
-
-    shutil.copy(source / "nea00101.wav", wav)  # the user fixes the file
     assert invoke(*args).exit_code == 0
     assert [cid for cid, _, _ in CacheReader(tmp_path / "c.h5").failures("audio")] == ["nea00101"]  # a rerun skips it
-    result = invoke(*args, "--retry-failed")
+    result = invoke(*args, "--retry-failed")  # the same file again: still failed, but tried
+    assert result.exit_code == 0, result.output
+    assert "retried 1 previously failed clip" in result.output
+    assert [cid for cid, _, _ in CacheReader(tmp_path / "c.h5").failures("audio")] == ["nea00101"]
+
+    shutil.copy(source / "nea00101.wav", wav)  # the user fixes the file: its media stamp changes
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     reader = CacheReader(tmp_path / "c.h5")
     assert reader.failures("audio") == [] and sorted(reader.ok_ids("audio")) == ["nea00001", "nea00101"]
-    assert "retried 1 previously failed clip" in result.output
 
 
 def test_building_a_hugging_face_extractor_draws_no_loading_bar(tmp_path, capfd):

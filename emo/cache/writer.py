@@ -10,10 +10,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from emo import __version__
+from emo.cache.clip_table import TableChanges, create_table, sync_table
 from emo.cache.fingerprint import canonical
-from emo.cache.h5file import check_emo_file, open_h5, read_json_attr
+from emo.cache.h5file import check_emo_file, open_h5
 from emo.cache.schema import (
-    CLIP_STRING_COLUMNS,
     FORMAT,
     MODALITIES,
     SCHEMA_VERSION,
@@ -29,20 +29,6 @@ from emo.errors import CacheError
 _STATUS_BY_NAME = {"missing": STATUS_MISSING, "failed": STATUS_FAILED}
 
 
-def _str_dataset(group, name: str, values: Sequence[str]):
-    import h5py
-
-    return group.create_dataset(
-        name, data=np.array(values, dtype=object), dtype=h5py.string_dtype(), maxshape=(None,), chunks=(1024,)
-    )
-
-
-def _append(dataset, values) -> None:
-    start = dataset.shape[0]
-    dataset.resize(start + len(values), axis=0)
-    dataset[start:] = values
-
-
 class CacheWriter:
     """Writes a cache; reopening the same path resumes it (new clips are appended).
 
@@ -56,8 +42,12 @@ class CacheWriter:
         dataset: str | None = None,
         clips: Sequence[Clip] | None = None,
         label_names: Sequence[str] | None = None,
+        drop_absent: bool = False,
     ):
+        """drop_absent: `clips` is the whole dataset, so stored clips not among them are dropped
+        (else they are kept and counted in `table_changes.absent`)."""
         self.path = Path(path)
+        self.table_changes = TableChanges()
         existed = self.path.exists() and self.path.stat().st_size > 0
         if not existed and not clips:
             raise CacheError(f"{self.path}: a new cache needs its clips")
@@ -69,7 +59,7 @@ class CacheWriter:
             else:
                 self._create(dataset or "unknown", clips, label_names)
             if existed and clips:
-                self._append_new_clips(clips)
+                self.table_changes = sync_table(self.h5, clips, label_names, drop_absent, self.path)
             self._index = {cid: i for i, cid in enumerate(self.clip_ids)}
             for modality in self.modalities:
                 self._drop_uncommitted_rows(modality)
@@ -91,58 +81,7 @@ class CacheWriter:
             emo_version=__version__,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
-        table = self.h5.create_group("clips")
-        table.attrs["label_names"] = json.dumps(names)
-        table.create_dataset("label", data=self._label_indices(clips, names), maxshape=(None,), chunks=(4096,))
-        durations = np.array([np.nan if c.duration is None else c.duration for c in clips], dtype=np.float32)
-        table.create_dataset("duration", data=durations, maxshape=(None,), chunks=(4096,))
-        for column, values in self._string_columns(clips).items():
-            _str_dataset(table, column, values)
-        extras = table.create_group("extras")
-        for column, values in self._extra_columns(clips, self._extra_names(clips)).items():
-            _str_dataset(extras, column, values)
-
-    def _label_indices(self, clips: Sequence[Clip], names: list[str]) -> np.ndarray:
-        lookup = {n: i for i, n in enumerate(names)}
-        unknown = sorted({c.label for c in clips} - set(lookup))
-        if unknown:
-            raise CacheError(f"{self.path}: labels {unknown} are not in the label set {names}")
-        return np.array([lookup[c.label] for c in clips], dtype=np.int16)
-
-    @staticmethod
-    def _string_columns(clips: Sequence[Clip]) -> dict[str, list[str]]:
-        return {
-            "id": [c.id for c in clips],
-            "speaker": [c.speaker for c in clips],
-            "text": [c.text or "" for c in clips],
-            "audio_path": [c.audio or "" for c in clips],
-            "video_path": [c.video or "" for c in clips],
-        }
-
-    @staticmethod
-    def _extra_names(clips: Sequence[Clip]) -> list[str]:
-        return sorted({key for c in clips for key in c.extras})
-
-    @staticmethod
-    def _extra_columns(clips: Sequence[Clip], names: Sequence[str]) -> dict[str, list[str]]:
-        return {name: [str(c.extras.get(name, "")) for c in clips] for name in names}
-
-    def _append_new_clips(self, clips: Sequence[Clip]) -> None:
-        known = set(self.clip_ids)
-        new = [c for c in clips if c.id not in known]
-        if not new:
-            return
-        table = self.h5["clips"]
-        names = read_json_attr(table, "label_names")
-        _append(table["label"], self._label_indices(new, names))
-        _append(table["duration"], np.array([np.nan if c.duration is None else c.duration for c in new], np.float32))
-        for column, values in self._string_columns(new).items():
-            _append(table[column], np.array(values, dtype=object))
-        for column in table["extras"]:
-            _append(table["extras"][column], np.array([str(c.extras.get(column, "")) for c in new], dtype=object))
-        # Offsets and status of existing modalities grow with the clip table; new clips are pending.
-        for modality in self.modalities:
-            self._grow_modality(self.h5[modality], len(self.clip_ids))
+        create_table(self.h5, clips, names, self.path)
 
     @property
     def clip_ids(self) -> list[str]:
@@ -201,13 +140,6 @@ class CacheWriter:
             group.attrs["extract_options"] = json.dumps(options, sort_keys=True, default=str)
         self.h5.flush()
         return action
-
-    @staticmethod
-    def _grow_modality(group, n: int) -> None:
-        old = group["status"].shape[0]
-        for name in ("offsets", "status", "reason"):
-            group[name].resize(n, axis=0)
-        group["reason"][old:] = np.array([""] * (n - old), dtype=object)
 
     def _drop_uncommitted_rows(self, modality: str) -> None:
         """Cut data rows a killed writer appended but never committed (their status stayed pending)."""

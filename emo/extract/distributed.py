@@ -277,7 +277,8 @@ def _prepare_target(path: Path, dataset: str, scan, extractors, recorded, force:
 
     check_same_dataset(path, dataset)
     state = {}
-    with CacheWriter(path, dataset=dataset, clips=scan.clips, label_names=scan.label_names) as writer:
+    # The target follows the whole dataset: changed metadata updated, changed media back to pending.
+    with CacheWriter(path, dataset=dataset, clips=scan.clips, label_names=scan.label_names, drop_absent=True) as writer:
         for modality, extractor in extractors.items():
             action = writer.prepare(
                 modality, extractor.fingerprint(), tuple(extractor.row_shape), extractor.dtype, force=force,

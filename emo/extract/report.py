@@ -71,6 +71,9 @@ def summary_table(summary: "ExtractionSummary") -> "RenderableType":
             f"{m.seconds:.1f}s",
         )
     parts: list = [table]
+    if summary.table is not None and summary.table.any:
+        parts.append(Text(summary.table.describe(), style="bold"))
+        parts.extend(Text(f"  {line}") for line in summary.table.examples[:MAX_REASONS_SHOWN])
     for m in summary.modalities:
         if m.retried:
             parts.append(Text(f"{m.modality}: retried {m.retried} previously failed clip{'s' if m.retried != 1 else ''}"))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping, Sequence
 
 from emo.clip import Clip
 from emo.errors import BackboneError, CacheError, ClipError, EmoError
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from emo.cache import CacheWriter
+    from emo.cache.clip_table import TableChanges
     from emo.extract.base import Extractor
     from emo.extract.datasets import DatasetScan
 
@@ -60,6 +61,7 @@ class ExtractionSummary:
     modalities: list[ModalitySummary]
     processes: int = 1  # torchrun's WORLD_SIZE: how many processes shared the work
     rank: int = 0  # this process's rank (only rank 0 reports)
+    table: "TableChanges | None" = None  # what a rerun changed in the cache's clip table
 
     @property
     def any_ok(self) -> bool:
@@ -198,6 +200,7 @@ def run_extraction(
     clips = shard_clips(scan.clips, shard)
     wanted = choose_modalities(scan.clips, modalities, root, dataset)
     extractors = build_extractors(wanted, options, resolve_device(options.device))
+    table: list = []
     results = extract_into_cache(
         clips,
         cache_path,
@@ -211,6 +214,8 @@ def run_extraction(
         budgets={"audio": options.batch_seconds},
         progress=progress,
         console=console,
+        drop_absent=shard is None,  # a shard run sees only part of the dataset: drop nothing
+        on_table=table.append,
     )
     return ExtractionSummary(
         dataset=dataset,
@@ -220,6 +225,7 @@ def run_extraction(
         skipped=len(skipped),
         skipped_reasons=skipped[:MAX_REASONS_KEPT],
         modalities=results,
+        table=table[0] if table else None,
     )
 
 
@@ -275,6 +281,8 @@ def extract_into_cache(
     budgets: Mapping[str, float] | None = None,
     progress: bool = True,
     console: "Console | None" = None,
+    drop_absent: bool = False,
+    on_table: "Callable[[TableChanges], Any] | None" = None,
 ) -> list[ModalitySummary]:
     """Write every pending clip of each extractor's modality into the cache; resumable, per-clip failures recorded.
 
@@ -282,6 +290,8 @@ def extract_into_cache(
     left pending here because another cache already settled them (torchrun ranks skip what the
     target cache holds). extract_options: per modality, how its extractor was asked for
     (`extract_options_for`), recorded with the modality so `emo predict` can rebuild it.
+    drop_absent: `clips` is the whole dataset; cached clips not in it are dropped. on_table:
+    called with the clip-table changes of a rerun (updated metadata, media to extract again).
     """
     from emo.cache import CacheReader, CacheWriter
     from emo.extract.report import extraction_progress
@@ -293,7 +303,9 @@ def extract_into_cache(
     clips = with_probed_durations(clips, workers)
     by_id = {c.id: c for c in clips}
     timings: dict[str, tuple[str, str, int, float, int]] = {}
-    with CacheWriter(cache_path, dataset=dataset, clips=clips, label_names=label_names) as writer:
+    with CacheWriter(cache_path, dataset=dataset, clips=clips, label_names=label_names, drop_absent=drop_absent) as writer:
+        if on_table is not None:
+            on_table(writer.table_changes)
         with extraction_progress(_console(console) if progress else None, progress) as bars:
             for modality, extractor in extractors.items():
                 started = time.perf_counter()
