@@ -175,9 +175,13 @@ def extract_command(
         "audio if its clips have audio, text if they have transcripts, faces if they have video.",
     ),
     audio_backbone: str = typer.Option(
-        DEFAULT_AUDIO_BACKBONE, "--audio-backbone", help="HF id, local model folder, or built-in: egemaps, compare, logmel."
+        DEFAULT_AUDIO_BACKBONE, "--audio-backbone",
+        help="HF id, local model folder, or built-in: whisper-base, whisper-tiny.en (packaged weights), egemaps, compare, logmel.",
     ),
     audio_layers: Optional[str] = typer.Option(None, "--audio-layers", help="Hidden layers kept: last, all, or e.g. 12,18,24 (default: the backbone's)."),
+    whisper_input: Optional[str] = typer.Option(
+        None, "--whisper-input", help="Whisper encoders: cut (default: the clip's own frames) or pad30 (padded to 30 s as in training)."
+    ),
     text_backbone: str = typer.Option(DEFAULT_TEXT_BACKBONE, "--text-backbone", help="HF id or local model folder."),
     text_layers: Optional[str] = typer.Option(None, "--text-layers", help="Hidden layers kept: last, all, or e.g. 8,12 (default: last)."),
     visual_backbone: Optional[str] = typer.Option(None, "--visual-backbone", help="Image encoder for face crops: HF id or local folder."),
@@ -219,6 +223,7 @@ def extract_command(
         options = ExtractOptions(
             audio_backbone=audio_backbone,
             audio_layers=audio_layers,
+            whisper_input=whisper_input,
             text_backbone=text_backbone,
             text_layers=text_layers,
             visual_backbone=visual_backbone,

@@ -93,3 +93,44 @@ def save_tiny_electra(
     ElectraModel(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def save_tiny_whisper(
+    folder: str | Path,
+    *,
+    n_mels: int = 80,
+    d_model: int = 32,
+    num_layers: int = 2,
+    seed: int = 0,
+) -> Path:
+    """A whole WhisperModel folder (encoder and decoder) with random weights and its feature extractor.
+
+    The real front end (16 kHz, 10 ms hop, 30 s = 1500 encoder positions); n_mels=128 is shaped
+    like whisper-large-v3. The decoder is saved too, as in a hub checkpoint, so a test can show
+    it is never loaded.
+    """
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    folder = Path(folder)
+    config = WhisperConfig(
+        vocab_size=64,
+        num_mel_bins=n_mels,
+        d_model=d_model,
+        encoder_layers=num_layers,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=2 * d_model,
+        decoder_ffn_dim=2 * d_model,
+        max_source_positions=1500,
+        max_target_positions=32,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
+    torch.manual_seed(seed)
+    WhisperModel(config).eval().save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=n_mels).save_pretrained(folder)
+    return folder

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipError, ClipMissing
 from emo.extract.audio_decode import load_audio
+
+if TYPE_CHECKING:
+    from emo.extract.hub import ResolvedModel
 
 SCHEMA = 1
 # Model families whose conv feature encoder normalises each frame on its own (LayerNorm over
@@ -60,6 +63,53 @@ def parse_layers(spec: str, num_layers: int, backbone: str) -> list[int]:
     return layers
 
 
+def audio_autocast_dtype(device, precision: str, backbone: str):
+    """Compute dtype of an audio encoder: 'auto' is fp16 on CUDA and fp32 (None: no autocast) elsewhere."""
+    import torch
+
+    choices = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    if precision not in choices:
+        raise BackboneError(f"{backbone}: precision {precision!r} is not one of auto, fp32, fp16, bf16")
+    return choices[precision]
+
+
+def balanced_windows(total: int, window_frames: int) -> list[tuple[int, int]]:
+    """[first, last) frame ranges of at most window_frames covering 0..total, as equal as can be.
+
+    Balanced: with 30 s windows a 61 s clip becomes three ~20 s windows, not 30 + 30 + 1.
+    """
+    if total <= window_frames:
+        return [(0, total)]
+    per_window = math.ceil(total / math.ceil(total / window_frames))
+    return [(first, min(first + per_window, total)) for first in range(0, total, per_window)]
+
+
+def autocast_context(device, dtype):
+    """torch.autocast at `dtype` on `device`, or nothing when dtype is None (fp32)."""
+    import contextlib
+
+    import torch
+
+    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def load_clip_audio(clip: Clip, sample_rate: int, min_samples: int, backbone: str) -> tuple[str, np.ndarray]:
+    """(source file, mono samples at sample_rate) of a clip's audio file or video track; ClipError when too short."""
+    source = clip.audio if clip.audio is not None else clip.video
+    if source is None:
+        raise ClipMissing(clip.id, "no audio file and no video to take an audio track from")
+    samples = load_audio(source, sample_rate)
+    if samples.shape[0] < min_samples:
+        raise ClipError(
+            source,
+            f"too short for {backbone}: {samples.shape[0] / sample_rate:.3f} s gives no frame "
+            f"(needs {min_samples / sample_rate:.3f} s)",
+        )
+    return str(source), samples
+
+
 @dataclass
 class PreparedWave:
     source: str  # file the samples came from, for error messages
@@ -88,6 +138,7 @@ class AudioExtractor:
         device: str = "cpu",
         max_window_s: float = 30.0,
         precision: str = "auto",
+        resolved: "ResolvedModel | None" = None,
     ):
         import torch
         from transformers import AutoFeatureExtractor, AutoModel
@@ -97,7 +148,7 @@ class AudioExtractor:
         if max_window_s <= 0:
             raise BackboneError(f"{backbone}: max window must be positive, got {max_window_s} s")
         self.backbone = str(backbone)
-        self.resolved = resolve_pretrained(self.backbone)
+        self.resolved = resolved or resolve_pretrained(self.backbone)
         try:
             self.feature_extractor = AutoFeatureExtractor.from_pretrained(self.resolved.path, local_files_only=True)
         except Exception as exc:
@@ -137,7 +188,7 @@ class AudioExtractor:
         self.receptive_field, self.hop = self._frame_geometry()
         self.max_window_s = float(max_window_s)
         self.window_frames = max(1, self.frames_for(int(self.max_window_s * self.sample_rate)))
-        self.autocast_dtype = self._autocast_dtype(precision)
+        self.autocast_dtype = audio_autocast_dtype(self.device, precision, self.backbone)
 
     # ---- geometry -------------------------------------------------------------------------
     def frames_for(self, n_samples: int) -> int:
@@ -165,27 +216,12 @@ class AudioExtractor:
         samples.
         """
         total = self.frames_for(n_samples)
-        if total <= self.window_frames:
-            return [(0, n_samples, total)]
-        count = math.ceil(total / self.window_frames)
-        per_window = math.ceil(total / count)
         bounds = []
-        for first in range(0, total, per_window):
-            last = min(first + per_window, total)
+        for first, last in balanced_windows(total, self.window_frames):
             # The last window keeps the tail samples too: group-norm encoders see the whole signal.
             stop = n_samples if last == total else (last - 1) * self.hop + self.receptive_field
             bounds.append((first * self.hop, stop, last - first))
         return bounds
-
-    def _autocast_dtype(self, precision: str):
-        import torch
-
-        choices = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-        if precision == "auto":
-            return torch.float16 if self.device.type == "cuda" else None
-        if precision not in choices:
-            raise BackboneError(f"{self.backbone}: precision {precision!r} is not one of auto, fp32, fp16, bf16")
-        return choices[precision]
 
     # ---- Extractor protocol -----------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
@@ -209,16 +245,7 @@ class AudioExtractor:
         }
 
     def prepare(self, clip: Clip) -> PreparedWave:
-        source = clip.audio if clip.audio is not None else clip.video
-        if source is None:
-            raise ClipMissing(clip.id, "no audio file and no video to take an audio track from")
-        samples = load_audio(source, self.sample_rate)
-        if samples.shape[0] < self.receptive_field:
-            raise ClipError(
-                source,
-                f"too short for {self.backbone}: {samples.shape[0] / self.sample_rate:.3f} s gives no frame "
-                f"(needs {self.receptive_field / self.sample_rate:.3f} s)",
-            )
+        source, samples = load_clip_audio(clip, self.sample_rate, self.receptive_field, self.backbone)
         values = self.feature_extractor(samples, sampling_rate=self.sample_rate, return_tensors="np")["input_values"]
         normalised = np.ascontiguousarray(values[0], dtype=np.float32)
         return PreparedWave(source, normalised, samples.shape[0] / self.sample_rate)
@@ -273,8 +300,6 @@ class AudioExtractor:
         return groups
 
     def _forward(self, batch: Sequence[PreparedWave], group: list[Segment]) -> list[np.ndarray]:
-        import contextlib
-
         import torch
 
         longest = max(s.stop - s.start for s in group)
@@ -285,12 +310,7 @@ class AudioExtractor:
             values[row, : samples.shape[0]] = torch.from_numpy(samples)
             mask[row, : samples.shape[0]] = 1
         want_hidden = any(i != self.num_layers for i in self.layers)
-        autocast = (
-            torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-            if self.autocast_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast_context(self.device, self.autocast_dtype):
             out = self.model(
                 input_values=values.to(self.device),
                 attention_mask=mask.to(self.device) if self.accepts_padding else None,

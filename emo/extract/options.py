@@ -38,6 +38,7 @@ class ExtractOptions:
 
     audio_backbone: str = DEFAULT_AUDIO_BACKBONE
     audio_layers: str | None = None
+    whisper_input: str | None = None  # Whisper only: "cut" (the clip's own frames) or "pad30" (padded to 30 s)
     text_backbone: str = DEFAULT_TEXT_BACKBONE
     text_layers: str | None = None
     visual_backbone: str | None = None
@@ -57,6 +58,8 @@ class ExtractOptions:
             raise ValueError(f"--frames must be positive, not {self.frames}")
         if self.face_size is not None and self.face_size <= 0:
             raise ValueError(f"--face-size must be positive, not {self.face_size}")
+        if self.whisper_input not in (None, "cut", "pad30"):
+            raise ValueError(f"--whisper-input must be cut or pad30, not {self.whisper_input!r}")
         if self.batch_seconds <= 0:
             raise ValueError(f"--batch-seconds must be positive, not {self.batch_seconds}")
         if self.workers < 1:
@@ -90,11 +93,13 @@ def parse_modalities(spec: str | None) -> list[str] | None:
 # The ExtractOptions fields that decide what each modality's extractor is (not how fast it runs:
 # device, batch size and workers change no stored value).
 MODALITY_OPTION_FIELDS = {
-    "audio": ("audio_backbone", "audio_layers"),
+    "audio": ("audio_backbone", "audio_layers", "whisper_input"),
     "text": ("text_backbone", "text_layers"),
     "faces": ("fps", "frames", "face_size"),
     "visual": ("visual_backbone", "fps", "frames", "face_size"),
 }
+
+ONLY_WHEN_GIVEN = frozenset({"whisper_input"})
 
 
 def extract_options_for(modality: str, options: ExtractOptions) -> dict[str, Any]:
@@ -105,7 +110,9 @@ def extract_options_for(modality: str, options: ExtractOptions) -> dict[str, Any
     """
     if modality not in MODALITY_OPTION_FIELDS:
         raise ValueError(f"unknown modality {modality!r} (one of {', '.join(EXTRACT_MODALITIES)})")
-    return {name: getattr(options, name) for name in MODALITY_OPTION_FIELDS[modality]}
+    recorded = {name: getattr(options, name) for name in MODALITY_OPTION_FIELDS[modality]}
+    # Options that concern one kind of backbone only are recorded where they were given.
+    return {k: v for k, v in recorded.items() if v is not None or k not in ONLY_WHEN_GIVEN}
 
 
 def options_from_recorded(recorded: Mapping[str, Any], **run_settings: Any) -> ExtractOptions:

@@ -117,7 +117,9 @@ def build_extractor(modality: str, options: ExtractOptions, device: str) -> "Ext
     if modality == "audio":
         from emo.extract.audio_backbones import make_audio_extractor
 
-        return make_audio_extractor(options.audio_backbone, device=device, **_given(layers=options.audio_layers))
+        return make_audio_extractor(
+            options.audio_backbone, device=device, **_given(layers=options.audio_layers, input_mode=options.whisper_input)
+        )
     if modality == "text":
         from emo.extract.text_backbone import make_text_extractor
 

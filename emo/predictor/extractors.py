@@ -37,7 +37,11 @@ def options_from_fingerprint(modality: str, fingerprint: Mapping[str, Any]) -> d
         return ",".join(str(v) for v in value) if isinstance(value, list) and value else None
 
     if modality == "audio":
-        return {"audio_backbone": fingerprint.get("backbone"), "audio_layers": layers(fingerprint.get("layers"))}
+        return {
+            "audio_backbone": fingerprint.get("backbone"),
+            "audio_layers": layers(fingerprint.get("layers")),
+            "whisper_input": fingerprint.get("input"),  # Whisper encoders only: cut or pad30
+        }
     if modality == "text":
         return {"text_backbone": fingerprint.get("backbone"), "text_layers": layers(fingerprint.get("layers"))}
     faces = fingerprint.get("faces", fingerprint) if modality == "visual" else fingerprint
