@@ -11,7 +11,10 @@ from typing import List, Optional
 
 import typer
 
+from emo.cli_errors import DEBUG_ENV, EmoGroup, print_error
+
 app = typer.Typer(
+    cls=EmoGroup,  # the one error boundary: one line per error, never a traceback (emo/cli_errors.py)
     help="emo: emotion recognition from speech, faces and transcripts. "
     "`emo extract` caches frozen-encoder sequences once; `emo fit` trains fusion heads from the cache in seconds.",
     no_args_is_help=True,
@@ -22,11 +25,19 @@ cache_app = typer.Typer(help="Inspect, verify and merge HDF5 feature caches.", n
 app.add_typer(cache_app, name="cache")
 
 
-def fail(message: str, code: int = 1) -> None:
-    """Print a one-line error and exit non-zero (no traceback for expected bad input)."""
-    from rich.console import Console
+@app.callback()
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", help=f"Let an unexpected error through with its traceback (as {DEBUG_ENV}=1)."
+    ),
+) -> None:
+    # Read by EmoGroup.invoke from the group's parameters; nothing to do here.
+    return None
 
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error (verbatim, never parsed as markup) and exit non-zero."""
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -41,7 +52,6 @@ def datasets_command(
     from rich.table import Table
     from rich.text import Text
 
-    from emo.errors import EmoError
     from emo.extract.datasets import get_adapter, list_adapters
 
     console = Console()
@@ -60,10 +70,7 @@ def datasets_command(
         console.print(table)
         console.print("[dim]details and options: emo datasets --name NAME[/]")
         return
-    try:
-        adapter = get_adapter(name)
-    except EmoError as err:
-        fail(str(err))
+    adapter = get_adapter(name)
     console.print(f"[bold]{adapter.name}[/]: {adapter.description}", highlight=False)
     console.print(f"layout: {adapter.layout}", highlight=False)
     console.print(f"labels: {', '.join(adapter.labels) if adapter.labels else 'from the manifest'}", highlight=False)
@@ -91,12 +98,8 @@ def cache_info(cache: Path = typer.Argument(..., help="An emo HDF5 cache file.")
     from rich.table import Table
 
     from emo.cache.inspect import file_size, label_counts, summarize
-    from emo.errors import EmoError
 
-    try:
-        reader, summaries = summarize(cache)
-    except EmoError as exc:
-        fail(str(exc))
+    reader, summaries = summarize(cache)
     console = Console()
     clips = reader.clips
     console.print(
@@ -125,12 +128,8 @@ def cache_verify(cache: Path = typer.Argument(..., help="An emo HDF5 cache file.
     from rich.console import Console
 
     from emo.cache.inspect import verify
-    from emo.errors import EmoError
 
-    try:
-        problems = verify(cache)
-    except EmoError as exc:
-        fail(str(exc))
+    problems = verify(cache)
     if problems:
         for problem in problems:
             Console(stderr=True, soft_wrap=True).print(f"[red]{cache}:[/] {problem}", highlight=False)
@@ -147,12 +146,8 @@ def cache_merge(
     from rich.console import Console
 
     from emo.cache.merge import merge_caches
-    from emo.errors import EmoError
 
-    try:
-        summary = merge_caches(shards, out)
-    except EmoError as exc:
-        fail(str(exc))
+    summary = merge_caches(shards, out)
     ok = ", ".join(f"{m} {n}" for m, n in summary.ok.items())
     Console().print(f"[green]merged[/] {len(shards)} shards -> {out}: {summary.clips} clips; ok: {ok}")
 # </cache-section>
@@ -310,20 +305,16 @@ def fit_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines."),
 ) -> None:
     """Train a fusion head from a cache, score it on the test split(s) and write a run directory."""
-    from emo.errors import EmoError
     from emo.fusion import fit
     from emo.fusion.sweep import parse_assignments
 
-    try:
-        result = fit(
-            cache, head=head, out=out, quiet=quiet, overwrite=overwrite,
-            modalities=_fusion_list(modalities), split=split, val_fraction=val_fraction, epochs=epochs, seed=seed,
-            device=device, layers=layers or None, batch_size=batch_size, lr=lr, per_class=per_class, order=order,
-            dedup_text=dedup_text, label_column=label_column, classes=_fusion_list(classes),
-            modality_dropout=modality_dropout, patience=patience, name=name, head_params=parse_assignments(hparams),
-        )
-    except EmoError as err:
-        fail(str(err))
+    result = fit(
+        cache, head=head, out=out, quiet=quiet, overwrite=overwrite,
+        modalities=_fusion_list(modalities), split=split, val_fraction=val_fraction, epochs=epochs, seed=seed,
+        device=device, layers=layers or None, batch_size=batch_size, lr=lr, per_class=per_class, order=order,
+        dedup_text=dedup_text, label_column=label_column, classes=_fusion_list(classes),
+        modality_dropout=modality_dropout, patience=patience, name=name, head_params=parse_assignments(hparams),
+    )
     _fusion_print_metrics(result.metrics, f"{head} · {result.config['split']['spec']} · {out}")
 
 
@@ -338,13 +329,9 @@ def eval_command(
     """Rescore a run's saved model(s) on its test split, or on another cache with the same fingerprints."""
     import json
 
-    from emo.errors import EmoError
     from emo.fusion import evaluate
 
-    try:
-        result = evaluate(run, cache, drop=drop, device=device)
-    except EmoError as err:
-        fail(str(err))
+    result = evaluate(run, cache, drop=drop, device=device)
     where = "test split" if result.same_cache else str(result.cache)
     dropped = f" · without {', '.join(drop)}" if drop else ""
     _fusion_print_metrics(result.metrics, f"{run} on {where}{dropped}")
@@ -372,7 +359,8 @@ def sweep_command(
     """Fit heads x grid x seeds from one in-memory load of the cache; one results table (and results.csv)."""
     from rich.console import Console
 
-    from emo.errors import EmoError
+    from rich.markup import escape
+
     from emo.fusion import sweep
     from emo.fusion.display import runs_table
     from emo.fusion.sweep import parse_assignments, parse_grid
@@ -382,18 +370,15 @@ def sweep_command(
         seed_list = [int(s) for s in _fusion_list(seeds) or [0]]
     except ValueError:
         fail(f"--seeds {seeds!r}: expected integers like 0,1,2")
-    try:
-        result = sweep(
-            cache, heads=_fusion_list(head) or [], out=out, grid=parse_grid(grid), seeds=seed_list, random=random,
-            modalities=_fusion_list(modalities), head_params=parse_assignments(hparams), overwrite=overwrite,
-            on_run=lambda row: console.print(f"[dim]done[/] {row['run']}  UAR {row['uar']:.4f}", highlight=False),
-            split=split, epochs=epochs, device=device, label_column=label_column, classes=_fusion_list(classes),
-        )
-    except EmoError as err:
-        fail(str(err))
+    result = sweep(
+        cache, heads=_fusion_list(head) or [], out=out, grid=parse_grid(grid), seeds=seed_list, random=random,
+        modalities=_fusion_list(modalities), head_params=parse_assignments(hparams), overwrite=overwrite,
+        on_run=lambda row: console.print(f"[dim]done[/] {escape(row['run'])}  UAR {row['uar']:.4f}", highlight=False),
+        split=split, epochs=epochs, device=device, label_column=label_column, classes=_fusion_list(classes),
+    )
     columns = [c for c in result.columns if not c.endswith("_std")]
     console.print(runs_table(result.rows, columns, title=f"sweep · {cache}"))
-    console.print(f"results: {result.csv_path}")
+    console.print(f"results: {escape(str(result.csv_path))}", highlight=False)
 
 
 @app.command("runs")
@@ -403,15 +388,11 @@ def runs_command(
     """Compare run directories: head, modalities, split, seed, accuracy, wF1, mF1, UAR."""
     from rich.console import Console
 
-    from emo.errors import EmoError
     from emo.fusion import summarize_runs
     from emo.fusion.display import runs_table
     from emo.fusion.runs import COLUMNS
 
-    try:
-        rows = summarize_runs(paths)
-    except EmoError as err:
-        fail(str(err))
+    rows = summarize_runs(paths)
     if not rows:
         fail(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
     Console().print(runs_table(rows, COLUMNS))
@@ -452,19 +433,16 @@ def predict_command(
 ) -> None:
     """Score clips with a fitted run: the run's extractors (checked against its fingerprints), then its head."""
     from rich.console import Console
+    from rich.markup import escape
 
-    from emo.errors import EmoError
     from emo.predictor import Predictor
     from emo.predictor.display import predictions_json, predictions_table
     from emo.predictor.inputs import attach_texts, group_files
 
     err = Console(stderr=True, soft_wrap=True)
-    try:
-        attach_texts(group_files(files, pair=pair), text or None)  # bad arguments fail before any model loads
-        predictor = Predictor(run, device=device)
-        predictions = predictor.predict(files, text or None, pair=pair, keep_going=True)
-    except EmoError as exc:
-        fail(str(exc))
+    attach_texts(group_files(files, pair=pair), text or None)  # bad arguments fail before any model loads
+    predictor = Predictor(run, device=device)
+    predictions = predictor.predict(files, text or None, pair=pair, keep_going=True)
     if json_out:
         typer.echo(predictions_json(predictions))
     else:
@@ -474,7 +452,7 @@ def predict_command(
             Console().print(predictions_table(predictions, top, title=f"{run} · {predictor.head_name}"))
     failures = [p.error for p in predictions if p.error is not None]
     for message in failures:
-        err.print(f"[bold red]error:[/] {message}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     if failures:
         raise typer.Exit(1)
 # </predict-section>
@@ -491,13 +469,9 @@ def demo(
     from rich.console import Console
 
     from emo.demo.run import print_results, run_demo
-    from emo.errors import EmoError
 
     console = Console()
-    try:
-        rows = run_demo(out, clips_per_speaker_emotion=clips, epochs=epochs, seed=seed, console=console)
-    except EmoError as exc:
-        fail(str(exc))
+    rows = run_demo(out, clips_per_speaker_emotion=clips, epochs=epochs, seed=seed, console=console)
     print_results(rows, out, console)
 
 

@@ -55,7 +55,9 @@ class EpochDisplay(QuietDisplay):
             self.progress.stop()
 
     def note(self, text: str) -> None:
-        self.console.print(f"[dim]·[/] {text}")
+        from rich.markup import escape
+
+        self.console.print(f"[dim]·[/] {escape(text)}")  # notes name classes and columns: user strings
 
     def fold(self, index: int, n_folds: int, sizes: dict, epochs: int) -> None:
         self.fold_label = f"fold {index + 1}/{n_folds} " if n_folds > 1 else ""
@@ -94,7 +96,7 @@ def metrics_table(metrics: dict, title: str = ""):
     for column in ("precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
     for name, row in metrics.get("per_class", {}).items():
-        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+        table.add_row(Text(str(name)), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
     headline = Table(show_header=False, show_edge=False, box=None)
     for key in HEADLINE:
         headline.add_row(HEADLINE_TITLES[key], format_metric(metrics, key))
@@ -106,8 +108,10 @@ def metrics_table(metrics: dict, title: str = ""):
 def runs_table(rows: Sequence[dict], columns: Sequence[str], title: str = ""):
     """A table of run summaries (emo runs, emo sweep): metric columns right-aligned."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title or None)
+    # Text cells: run names, paths and modality lists are user strings, never rich markup.
+    table = Table(title=Text(title) if title else None)
     # Means only, so the table fits a terminal; k-fold spread shows as one "UAR ±" column.
     with_std = any("uar_std" in row for row in rows)
     for column in columns:
@@ -118,8 +122,8 @@ def runs_table(rows: Sequence[dict], columns: Sequence[str], title: str = ""):
     if with_std:
         table.add_column("UAR ±", justify="right", no_wrap=True)
     for row in rows:
-        cells = [f"{row[c]:.3f}" if c in HEADLINE and c in row else str(row.get(c, "")) for c in columns]
+        cells = [Text(f"{row[c]:.3f}") if c in HEADLINE and c in row else Text(str(row.get(c, ""))) for c in columns]
         if with_std:
-            cells.append(f"{row['uar_std']:.3f}" if "uar_std" in row else "")
+            cells.append(Text(f"{row['uar_std']:.3f}" if "uar_std" in row else ""))
         table.add_row(*cells)
     return table

@@ -21,7 +21,7 @@ def predictions_table(predictions: Sequence[Prediction], top: int, title: str | 
 
     scored = [p for p in predictions if p.error is None]
     k = max(1, min(top, max((len(p.probabilities) for p in scored), default=1)))
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title) if title else None, title_justify="left")  # the run path: not markup
     table.add_column("clip", overflow="fold", ratio=1, min_width=12)
     for rank in range(1, k + 1):
         table.add_column(f"#{rank}", no_wrap=True)
