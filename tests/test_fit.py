@@ -315,3 +315,30 @@ def test_layers_pick_cached_layers(tmp_path):
     assert evaluate(tmp_path / "run").metrics["n"] == len(two.predictions.ids)  # eval reuses the same layers
     with pytest.raises(EmoError, match="audio layer '7' is not cached \\(cached layers: \\[6, 12, 24\\]\\)"):
         fit(cache, head="audio", layers=["7"], epochs=1, quiet=True)
+
+
+def test_reduction_rate_comes_from_the_fingerprint_and_a_too_long_window_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from emo.cli import app
+
+    cache = tmp_path / "rated.h5"
+    # Clips of 4..16 frames at a recorded 100 Hz: the default 25 Hz averages windows of 4.
+    make_synthetic_cache(cache, shapes={"audio": (1, 8)},
+                         fingerprints={"audio": {"backbone": "b", "layers": [0], "frame_rate": 100.0}})
+    result = fit(cache, head="audio", head_params=small("audio"), seed=0, **FAST)
+    assert result.config["head"]["inputs"]["audio"]["rate"] == 100.0
+    assert result.heads[0].reduction_windows() == {"audio": 4}
+    assert result.metrics["uar"] > 0.7
+    with pytest.raises(EmoError, match=r"averages 20 audio frames .* longer than the shortest clip .*4 frames"):
+        fit(cache, head="audio", head_params={"target_rate": 5}, **FAST)
+    runner = CliRunner()
+    for args, message in (
+        (["--set", "target_rate=5"], "longer than the shortest clip"),
+        (["--set", "widht=3"], "unknown hyperparameter(s) widht"),
+        (["--set", "pooling=max"], "pooling='max': expected one of mean, stats, attentive"),
+    ):
+        out = runner.invoke(app, ["fit", str(cache), "--head", "audio", "--out", str(tmp_path / "r"), "--epochs", "1", *args])
+        assert out.exit_code == 1, out.output
+        assert message in out.output and "Traceback" not in out.output
+        assert len(out.output.strip().splitlines()) == 1, out.output

@@ -78,11 +78,10 @@ def test_output_shape_for_every_valid_combination(name, keys):
         assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name,keys", CASES, ids=CASE_IDS)
-def test_padding_does_not_change_a_clips_logits(name, keys):
-    torch.manual_seed(0)
-    head = small_head(name, keys).eval()
-    lengths = varied_lengths(keys, n_clips=3)
+def assert_padding_invariant(head: Head, keys, lengths=None) -> None:
+    """A clip's logits alone equal its logits in a batch padded with garbage (NaN included)."""
+    lengths = lengths or varied_lengths(keys, n_clips=3)
+    n_clips = len(next(iter(lengths.values())))
     batch = make_batch(keys, lengths, seed=1)
     g = torch.Generator().manual_seed(2)
     padded = {}
@@ -100,9 +99,104 @@ def test_padding_does_not_change_a_clips_logits(name, keys):
         padded[key] = (x_pad, mask_pad)
     with torch.no_grad():
         together = head(padded)
-        for i in range(3):
+        assert torch.isfinite(together).all()
+        for i in range(n_clips):
             alone = {key: (x[i : i + 1, : lengths[key][i]], m[i : i + 1, : lengths[key][i]]) for key, (x, m) in batch.items()}
             torch.testing.assert_close(head(alone)[0], together[i], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,keys", CASES, ids=CASE_IDS)
+def test_padding_does_not_change_a_clips_logits(name, keys):
+    torch.manual_seed(0)
+    assert_padding_invariant(small_head(name, keys).eval(), keys)
+
+
+def rated(keys) -> dict:
+    """SPECS with frame rates: audio at 100 Hz, visual features and faces at 75 fps, text none."""
+    rates = {"audio": 100.0, "visual": 75.0, "faces": 75.0, "text": None}
+    return {key: InputSpec(SPECS[key].name, SPECS[key].kind, SPECS[key].row_shape, rates[key]) for key in keys}
+
+
+REDUCED_CASES = [(n, k) for n, k in CASES if n in ("audio", "visual", "early", "late", "cross_attention")]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "stats", "attentive"])
+@pytest.mark.parametrize("name,keys", REDUCED_CASES, ids=[f"{n}-{'+'.join(k)}" for n, k in REDUCED_CASES])
+def test_reduced_heads_are_padding_invariant(name, keys, pooling):
+    torch.manual_seed(0)
+    hparams = {k: v for k, v in SMALL.items() if k in HEADS[name].defaults}
+    # 100 Hz -> windows of 3 frames (33 Hz <= 40 Hz), 75 fps -> 2; clips of 2..7 frames end mid-window.
+    head = build_head(name, rated(keys), N_CLASSES, **hparams, target_rate=40.0, pooling=pooling).eval()
+    windows = head.reduction_windows()
+    assert windows.get("audio", 3) == 3 and windows.get("visual", 2) == 2 and windows.get("faces", 2) == 2
+    assert "text" not in windows  # tokens have no rate: never reduced
+    assert windows, "nothing was reduced"
+    assert_padding_invariant(head, keys, {key: [2 + (i * 3 + j) % 6 for i in range(4)] for j, key in enumerate(keys)})
+
+
+def test_reduction_averages_windows_from_each_clips_first_frame():
+    from emo.fusion.heads.pooling import reduce_time, reduction_window
+
+    x = torch.arange(2 * 7, dtype=torch.float32).reshape(2, 7, 1)
+    mask = torch.arange(7) < torch.tensor([[7], [4]])
+    reduced, reduced_mask = reduce_time(x, mask, 3)
+    assert reduced_mask.tolist() == [[True, True, True], [True, True, False]]
+    # Clip 0: (0,1,2) (3,4,5) (6); clip 1 has frames 7..10: (7,8,9) (10) -- the padding never counts.
+    assert reduced[0, :, 0].tolist() == [1.0, 4.0, 6.0]
+    assert reduced[1, :2, 0].tolist() == [8.0, 10.0]
+    assert reduction_window(100.0, 25.0) == 4 and reduction_window(50.0, 25.0) == 2
+    assert reduction_window(50.0, 20.0) == 3  # never above the target: 16.7 Hz
+    assert reduction_window(None, 25.0) == 1 and reduction_window(25.0, 25.0) == 1 and reduction_window(100.0, None) == 1
+    with pytest.raises(EmoError, match="target_rate"):
+        reduction_window(100.0, "fast")
+
+
+def test_reduction_follows_the_frame_rate_and_target_rate():
+    spec = {"audio": InputSpec("audio", "features", (1, 4), 100.0)}
+    assert build_head("audio", spec, 3, d_model=8, heads=2, blocks=1, ffn=8).reduction_windows() == {"audio": 4}
+    assert build_head("audio", spec, 3, d_model=8, heads=2, blocks=1, ffn=8, target_rate=10).reduction_windows() == {"audio": 10}
+    assert build_head("audio", spec, 3, d_model=8, heads=2, blocks=1, ffn=8, target_rate=None).reduction_windows() == {}
+    # A checkpoint from before frame rates were recorded has no rate and is rebuilt unreduced.
+    old = {"name": "audio", "inputs": {"audio": {"name": "audio", "kind": "features", "row_shape": [1, 4]}},
+           "n_classes": 3, "hparams": {"d_model": 8, "heads": 2, "blocks": 1, "ffn": 8}}
+    assert Head.from_config(old).reduction_windows() == {}
+    with pytest.raises(EmoError, match="frame rate"):
+        InputSpec("audio", "features", (1, 4), -5)
+
+
+@pytest.mark.parametrize("pooling,width", [("mean", 16), ("stats", 32), ("attentive", 32)])
+@pytest.mark.parametrize("name", ["audio", "early", "cross_attention", "concat_mlp", "late"])
+def test_pooling_choices_set_the_clip_vector(name, pooling, width):
+    keys = ["audio"] if name == "audio" else ["audio", "text"]
+    head = small_head(name, keys, pooling=pooling).eval()
+    pools = [m for m in head.modules() if hasattr(m, "out_dim") and type(m).__name__.endswith("Pooling")]
+    assert pools and all(type(p).__name__.lower().startswith(pooling) for p in pools)
+    if name != "concat_mlp":  # concat_mlp pools each modality at its own width
+        assert {p.out_dim for p in pools} == {width}
+    assert_padding_invariant(head, keys)
+    # A clip with no frame of a modality still gives finite logits (fusion heads).
+    if name != "audio":
+        batch = make_batch(keys, varied_lengths(keys))
+        x, mask = batch["text"]
+        batch["text"] = (x, torch.zeros_like(mask))
+        with torch.no_grad():
+            assert torch.isfinite(head(batch)).all()
+    with pytest.raises(EmoError, match="pooling=.max.: expected one of mean, stats, attentive"):
+        small_head(name, keys, pooling="max")
+
+
+def test_stats_pooling_is_mean_and_std_of_real_frames():
+    from emo.fusion.heads.pooling import AttentiveStatsPooling, StatsPooling
+
+    x = torch.tensor([[[1.0], [3.0], [100.0]]])
+    mask = torch.tensor([[True, True, False]])
+    torch.testing.assert_close(StatsPooling(1)(x, mask), torch.tensor([[2.0, 1.0]]))
+    # Attention weights sum to one over real frames: a constant sequence pools to itself, std ~ 0.
+    pool = AttentiveStatsPooling(2)
+    constant = torch.tensor([[[2.0, -1.0]] * 4])
+    out = pool(constant, torch.tensor([[True, True, True, False]]))
+    torch.testing.assert_close(out[0, :2], torch.tensor([2.0, -1.0]))
+    assert (out[0, 2:] < 0.01).all()
 
 
 @pytest.mark.parametrize("name", FUSION)

@@ -86,8 +86,12 @@ class CachedData:
 
     def inputs(self, keys: Sequence[str]) -> dict:
         from emo.fusion.heads import InputSpec
+        from emo.fusion.heads.registry import frame_rate
 
-        return {k: InputSpec(k, self.modalities[k].kind, self.modalities[k].row_shape) for k in keys}
+        return {
+            k: InputSpec(k, self.modalities[k].kind, self.modalities[k].row_shape, frame_rate(self.modalities[k].fingerprint))
+            for k in keys
+        }
 
     def rows_with(self, keys: Sequence[str], allow_missing: bool = False) -> np.ndarray:
         """Rows present in every modality of `keys` (or in at least one when `allow_missing`)."""

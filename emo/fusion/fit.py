@@ -146,6 +146,27 @@ def _check_head_fits(head: str, modalities: Sequence[str], reader, cache) -> Non
     HEADS[head].requires.check(head, specs)
 
 
+def check_reduction(model, data: CachedData, rows: np.ndarray, cache) -> None:
+    """Refuse a temporal reduction whose window is longer than the shortest clip it would see.
+
+    The head itself handles such a clip by definition (it becomes one frame, the mean of all it
+    has), but a window longer than a clip means the chosen target_rate turns clips into single
+    vectors, which is never what a rate setting is for.
+    """
+    for key, window in model.reduction_windows().items():
+        lengths = data.modalities[key].lengths[rows]
+        real = lengths[lengths > 0]
+        if len(real) and int(real.min()) < window:
+            shortest = int(real.min())
+            clip = data.ids[int(rows[lengths == shortest][0])]
+            rate = model.inputs[key].rate
+            raise EmoError(
+                f"{cache}: target_rate={model.hparams.get('target_rate')} averages {window} {key} frames "
+                f"({window / rate:.3g} s at {rate:g} Hz) per step, longer than the shortest clip ({clip}: "
+                f"{shortest} frames); use target_rate >= {rate / shortest:.3g}"
+            )
+
+
 def fit(
     cache: str | Path,
     *,
@@ -239,6 +260,9 @@ def fit(
         settings = opts.train_settings()
         parts, histories, heads, fold_metrics, splits = [], [], [], [], []
         from emo.fusion.heads import build_head
+
+        # Hyperparameters and the reduction are checked once, before any fold prints or trains.
+        check_reduction(build_head(head, data.inputs(keys), len(class_names), **opts.head_params), data, rows, cache)
 
         for fold in folds:
             train_rows, val_rows, test_rows = rows[fold.train], rows[fold.val], rows[fold.test]

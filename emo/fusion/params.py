@@ -129,12 +129,20 @@ def check_values(head: str, params: Mapping[str, Param], rules, values: Mapping[
 
 # -- shared declarations (the heads' modules pick what they take) -----------------------------
 DROPOUT = Param(float, 0.0, 1.0, hi_open=True, help="dropout probability")
+POOLINGS = ("mean", "stats", "attentive")
+POOLING = Param(str, choices=POOLINGS, help="frames -> clip vector: mean, mean+std, attentive statistics (ECAPA)")
+TARGET_RATE = Param(
+    float, 0.0, 10000.0, lo_open=True, optional=True,
+    help="Hz the frames are averaged down to before attention (none: the cached rate)",
+)
 SEQUENCE_PARAMS = {
     "d_model": Param(int, 1, 8192, help="width of the projected sequence"),
     "heads": Param(int, 1, 256, help="attention heads (d_model must be a multiple)"),
     "blocks": Param(int, 1, 64, help="transformer encoder blocks"),
     "ffn": Param(int, 1, 65536, help="feed-forward width of each block"),
     "dropout": DROPOUT,
+    "target_rate": TARGET_RATE,
+    "pooling": POOLING,
 }
 SEQUENCE_RULES = (Divisible("d_model", "heads"),)
 FACE_PARAMS = {

@@ -14,6 +14,7 @@ from torch import nn
 from emo.errors import EmoError
 from emo.fusion.heads.face_encoder import FaceEncoder
 from emo.fusion.heads.layers import LayerMix, sinusoidal_positions, zero_padding
+from emo.fusion.heads.pooling import reduce_time, reduction_window
 from emo.fusion.heads.registry import InputSpec
 
 # Hyperparameters of the face patch encoder, shared by every head that can take crops.
@@ -92,18 +93,25 @@ def check_mask(key: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class ProjectedSequence(nn.Module):
-    """One input as a d_model sequence: front end -> linear -> + time positions."""
+    """One input as a d_model sequence: front end -> temporal reduction -> linear -> + time positions.
+
+    The reduction (see pooling.py) averages windows of `window` frames, derived from the
+    input's frame rate and the head's `target_rate`; it runs at the front end's width, before
+    the projection, where it is cheapest. Returns the sequence and its (reduced) mask.
+    """
 
     def __init__(self, key: str, spec: InputSpec, d_model: int, hp: dict):
         super().__init__()
         self.key = key
         self.frontend = build_frontend(key, spec, hp)
+        self.window = reduction_window(spec.rate, hp.get("target_rate"))
         self.proj = nn.Linear(self.frontend.out_dim, d_model)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_mask(self.key, x, mask)
-        h = self.proj(self.frontend(x, mask))
-        return h + sinusoidal_positions(h.shape[1], h.shape[2], device=h.device, dtype=h.dtype)
+        frames, mask = reduce_time(self.frontend(x, mask), mask, self.window)
+        h = self.proj(frames)
+        return h + sinusoidal_positions(h.shape[1], h.shape[2], device=h.device, dtype=h.dtype), mask
 
 
 class FusionInputs(nn.Module):
@@ -127,7 +135,8 @@ class FusionInputs(nn.Module):
             slot = self.missing[i].expand(n_clips, 1, -1)
             if key in batch:
                 x, mask = batch[key]
-                seq = torch.cat([self.branches[key](x, mask), slot], dim=1)
+                frames, mask = self.branches[key](x, mask)
+                seq = torch.cat([frames, slot], dim=1)
                 mask = torch.cat([mask, ~mask.any(dim=1, keepdim=True)], dim=1)
             else:
                 seq = slot

@@ -1,5 +1,6 @@
-"""Pooled concatenation (the speech-text paper): masked-mean pool each modality, concatenate,
-FC -> ReLU -> dropout -> FC.
+"""Pooled concatenation (the speech-text paper): pool each modality (masked mean as in the paper,
+or `pooling=stats|attentive`), concatenate, FC -> ReLU -> dropout -> FC. No attention over
+time, so no temporal reduction either.
 
 Features are pooled at their own width after the layer mix (no projection); face crops go
 through the patch encoder first. Absent modality (dropped from the batch, or no frame for
@@ -12,8 +13,8 @@ import torch
 from torch import nn
 
 from emo.fusion.heads.branches import FACE_DEFAULTS, build_frontend, check_mask
-from emo.fusion.heads.layers import masked_mean
-from emo.fusion.params import DROPOUT, FACE_PARAMS, FACE_RULES, Param
+from emo.fusion.heads.pooling import build_pooling
+from emo.fusion.params import DROPOUT, FACE_PARAMS, FACE_RULES, POOLING, Param
 from emo.fusion.heads.registry import MODALITIES, Head, Requires, register_head
 
 
@@ -23,18 +24,21 @@ class ConcatMLPHead(Head):
     description = "masked-mean pooled modalities concatenated, FC-ReLU-FC"
     requires = Requires(MODALITIES, 2, 3, faces_ok=True)
     absent_ok = True
-    defaults = {"hidden": 256, "dropout": 0.1, **FACE_DEFAULTS}
-    params = {"hidden": Param(int, 1, 65536, help="width of the hidden layer"), "dropout": DROPOUT, **FACE_PARAMS}
+    defaults = {"hidden": 256, "dropout": 0.1, "pooling": "mean", **FACE_DEFAULTS}
+    params = {"hidden": Param(int, 1, 65536, help="width of the hidden layer"), "dropout": DROPOUT, "pooling": POOLING, **FACE_PARAMS}
     rules = FACE_RULES
 
     def __init__(self, inputs, n_classes, **hparams):
         super().__init__(inputs, n_classes, **hparams)
         hp = self.hparams
         self.frontends = nn.ModuleDict({key: build_frontend(key, spec, hp) for key, spec in self.inputs.items()})
-        self.missing = nn.ParameterDict(
-            {key: nn.Parameter(torch.zeros(frontend.out_dim)) for key, frontend in self.frontends.items()}
+        self.pools = nn.ModuleDict(
+            {key: build_pooling(hp["pooling"], f.out_dim, f"head {self.name!r}") for key, f in self.frontends.items()}
         )
-        width = sum(frontend.out_dim for frontend in self.frontends.values())
+        self.missing = nn.ParameterDict(
+            {key: nn.Parameter(torch.zeros(pool.out_dim)) for key, pool in self.pools.items()}
+        )
+        width = sum(pool.out_dim for pool in self.pools.values())
         self.mlp = nn.Sequential(
             nn.Linear(width, hp["hidden"]), nn.ReLU(), nn.Dropout(hp["dropout"]), nn.Linear(hp["hidden"], self.n_classes)
         )
@@ -47,7 +51,7 @@ class ConcatMLPHead(Head):
             if key in batch:
                 x, mask = batch[key]
                 check_mask(key, x, mask)
-                vector = masked_mean(frontend(x, mask), mask)
+                vector = self.pools[key](frontend(x, mask), mask)
                 pooled.append(torch.where(mask.any(dim=1, keepdim=True), vector, missing))
             else:
                 pooled.append(missing)

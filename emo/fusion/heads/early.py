@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from emo.fusion.heads.branches import FACE_DEFAULTS, FusionInputs
-from emo.fusion.heads.layers import SequenceEncoder, masked_mean
+from emo.fusion.heads.layers import SequenceEncoder
+from emo.fusion.heads.pooling import build_pooling
 from emo.fusion.params import FACE_PARAMS, FACE_RULES, SEQUENCE_PARAMS, SEQUENCE_RULES
 from emo.fusion.heads.registry import MODALITIES, Head, Requires, register_head
 from emo.fusion.heads.unimodal import SEQUENCE_DEFAULTS
@@ -37,8 +38,9 @@ class EarlyFusionHead(Head):
         self.fusion_inputs = FusionInputs(self.inputs, d, hp)
         self.modality_embedding = nn.Parameter(torch.randn(len(self.inputs), d) * 0.02)
         self.encoder = SequenceEncoder(d, hp["heads"], hp["blocks"], hp["ffn"], hp["dropout"])
+        self.pool = build_pooling(hp["pooling"], d, f"head {self.name!r}")
         self.dropout = nn.Dropout(hp["dropout"])
-        self.classifier = nn.Linear(d, self.n_classes)
+        self.classifier = nn.Linear(self.pool.out_dim, self.n_classes)
 
     def forward(self, batch: dict) -> torch.Tensor:
         sequences = self.fusion_inputs(batch, self.batch_size(batch))
@@ -48,4 +50,4 @@ class EarlyFusionHead(Head):
             masks.append(mask)
         seq, mask = torch.cat(seqs, dim=1), torch.cat(masks, dim=1)
         h = self.encoder(seq, mask)
-        return self.classifier(self.dropout(masked_mean(h, mask)))
+        return self.classifier(self.dropout(self.pool(h, mask)))

@@ -9,6 +9,7 @@ is the visual modality seen as pixels instead of encoder features.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -32,11 +33,16 @@ class InputSpec:
 
     features: row_shape (L, D) = cached hidden layers x width (the layer axis is always there).
     faces:    row_shape (S, S, 3) = square uint8 RGB crops.
+    rate:     frames per second of the cached sequence when it is fixed (from the fingerprint:
+              100 for openSMILE / log-mel, 50 for wav2vec2-style encoders, the sampling fps of
+              faces), None when it is not (text tokens, a fixed number of frames per clip).
+              The heads derive their temporal reduction from it.
     """
 
     name: str
     kind: str
     row_shape: tuple
+    rate: float | None = None
 
     def __post_init__(self) -> None:
         # JSON round-trips turn tuples into lists; keep specs hashable and comparable.
@@ -46,6 +52,11 @@ class InputSpec:
         ):
             raise EmoError(f"input {self.name!r}: row_shape must be a list of integers, got {shape!r}")
         object.__setattr__(self, "row_shape", tuple(int(n) for n in shape))
+        if self.rate is not None:
+            rate = self.rate
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+                raise EmoError(f"input {self.name!r}: frame rate must be a positive number of Hz, got {self.rate!r}")
+            object.__setattr__(self, "rate", float(rate))
         shape = self.row_shape
         if self.kind == "features":
             if len(shape) != 2 or min(shape) < 1:
@@ -57,15 +68,25 @@ class InputSpec:
             raise EmoError(f"input {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "row_shape": list(self.row_shape)}
+        return {"name": self.name, "kind": self.kind, "row_shape": list(self.row_shape), "rate": self.rate}
 
     @classmethod
     def coerce(cls, spec: "InputSpec | dict") -> "InputSpec":
         if isinstance(spec, InputSpec):
             return spec
-        if not isinstance(spec, dict) or set(spec) != {"name", "kind", "row_shape"}:
-            raise EmoError(f"input spec must be {{name, kind, row_shape}}, got {spec!r}"[:200])
+        # rate is optional: runs saved before frame rates were recorded have none (no reduction).
+        if not isinstance(spec, dict) or not {"name", "kind", "row_shape"} <= set(spec) <= {"name", "kind", "row_shape", "rate"}:
+            raise EmoError(f"input spec must be {{name, kind, row_shape[, rate]}}, got {spec!r}"[:200])
         return cls(**spec)
+
+
+def frame_rate(fingerprint: dict) -> float | None:
+    """A modality's fixed frame rate (Hz) from its cache fingerprint, None when it has none."""
+    for key in ("frame_rate", "fps"):
+        value = fingerprint.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return float(value)
+    return None
 
 
 def modality_of(key: str, spec: InputSpec) -> str:
@@ -174,6 +195,15 @@ class Head(nn.Module):
     @staticmethod
     def from_config(config: dict) -> "Head":
         return build_head(config["name"], config["inputs"], config["n_classes"], **config.get("hparams", {}))
+
+    def reduction_windows(self) -> dict[str, int]:
+        """Frames averaged per attention step, per input (only inputs that are reduced)."""
+        windows = {}
+        for module in self.modules():
+            window = getattr(module, "window", 1)
+            if isinstance(window, int) and window > 1:
+                windows[module.key] = window
+        return windows
 
     def layer_weights(self) -> dict[str, list[float]]:
         """The learned layer-mix weights per input with more than one cached layer (for reports)."""

@@ -1,4 +1,4 @@
-"""Single-modality heads: linear projection -> transformer encoder -> masked mean -> linear.
+"""Single-modality heads: temporal reduction -> linear projection -> transformer encoder -> pooling -> linear.
 
 `audio`, `text` take cached features; `visual` takes cached image-encoder features or raw
 face crops (then a small patch encoder trained with the head supplies the frame vectors).
@@ -12,11 +12,15 @@ from torch import nn
 
 from emo.errors import EmoError
 from emo.fusion.heads.branches import FACE_DEFAULTS, ProjectedSequence
-from emo.fusion.heads.layers import SequenceEncoder, masked_mean
+from emo.fusion.heads.layers import SequenceEncoder
+from emo.fusion.heads.pooling import build_pooling
 from emo.fusion.params import FACE_PARAMS, FACE_RULES, SEQUENCE_PARAMS, SEQUENCE_RULES
 from emo.fusion.heads.registry import Head, Requires, register_head
 
-SEQUENCE_DEFAULTS = {"d_model": 256, "heads": 4, "blocks": 2, "ffn": 512, "dropout": 0.1}
+# Time-axis hyperparameters of every attention head (see pooling.py): frames averaged down to
+# `target_rate` Hz before attention (None: keep the cached rate), and the pooling into a clip vector.
+TIME_DEFAULTS = {"target_rate": 25.0, "pooling": "mean"}
+SEQUENCE_DEFAULTS = {"d_model": 256, "heads": 4, "blocks": 2, "ffn": 512, "dropout": 0.1, **TIME_DEFAULTS}
 
 
 class UnimodalHead(Head):
@@ -30,21 +34,23 @@ class UnimodalHead(Head):
         ((self.key, spec),) = self.inputs.items()
         self.sequence = ProjectedSequence(self.key, spec, hp["d_model"], hp)
         self.encoder = SequenceEncoder(hp["d_model"], hp["heads"], hp["blocks"], hp["ffn"], hp["dropout"])
+        self.pool = build_pooling(hp["pooling"], hp["d_model"], f"head {self.name!r}")
         self.dropout = nn.Dropout(hp["dropout"])
-        self.classifier = nn.Linear(hp["d_model"], self.n_classes)
+        self.classifier = nn.Linear(self.pool.out_dim, self.n_classes)
 
     def forward(self, batch: dict) -> torch.Tensor:
         if self.key not in batch:
             raise EmoError(f"head {self.name!r} needs its {self.key!r} input in every batch; it cannot be dropped")
         x, mask = batch[self.key]
-        h = self.encoder(self.sequence(x, mask), mask)
-        return self.classifier(self.dropout(masked_mean(h, mask)))
+        seq, mask = self.sequence(x, mask)
+        h = self.encoder(seq, mask)
+        return self.classifier(self.dropout(self.pool(h, mask)))
 
 
 @register_head
 class AudioHead(UnimodalHead):
     name = "audio"
-    description = "speech features: projection, transformer encoder, masked mean pooling, linear"
+    description = "speech features: reduction to target_rate, projection, transformer encoder, pooling, linear"
     requires = Requires(("audio",), 1, 1)
 
 
