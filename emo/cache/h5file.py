@@ -34,7 +34,9 @@ def check_emo_file(h5, path: str | Path) -> None:
     """Refuse foreign HDF5 files and schema versions this emo cannot read."""
     if h5.attrs.get("format") != FORMAT:
         raise CacheError(f"{path}: an HDF5 file but not an emo cache (no format='{FORMAT}' attribute)")
-    version = int(h5.attrs.get("schema_version", -1))
+    from emo.cache.validation import integer_attr
+
+    version = integer_attr(h5, "schema_version", path, "file attribute")
     if version != SCHEMA_VERSION:
         raise CacheError(f"{path}: cache schema version {version} is unknown to this emo (reads version {SCHEMA_VERSION})")
     if "clips" not in h5 or "id" not in h5["clips"]:

@@ -15,6 +15,7 @@ import numpy as np
 from emo.cache.h5file import check_emo_file, open_h5, read_json_attr
 from emo.cache.schema import MODALITIES, STATUS_NAMES, STATUS_OK
 from emo.cache.sequences import Sequences, gather_rows
+from emo.cache.validation import check_structure, corrupt
 from emo.clip import Clip
 from emo.errors import CacheError
 
@@ -80,9 +81,10 @@ class CacheReader:
         with open_h5(self.path, "r") as h5:
             check_emo_file(h5, self.path)
             try:
+                check_structure(h5, self.path)
                 self._read_metadata(h5)
             except (KeyError, OSError) as exc:
-                raise CacheError(f"{self.path}: corrupt cache ({type(exc).__name__}: {str(exc)[:120]})") from None
+                raise corrupt(self.path, f"{type(exc).__name__}: {str(exc)[:120]}") from None
 
     def _read_metadata(self, h5) -> None:
         self.dataset = str(h5.attrs.get("dataset", ""))
@@ -186,10 +188,24 @@ class CacheReader:
         with open_h5(self.path, "r") as h5:
             try:
                 block = h5[modality]["data"][lo:hi]  # one contiguous read covering every wanted clip
-            except OSError as exc:
-                raise CacheError(f"{self.path}: corrupt {modality} data ({str(exc)[:120]})") from None
+            except OSError as exc:  # a fletcher32 checksum mismatch lands here too
+                raise corrupt(self.path, f"unreadable {modality} data ({str(exc)[:120]})") from None
         if layer_index is not None:
             block = block[:, layer_index]
+        _refuse_non_finite(self.path, modality, block, spans - lo, ids)
         rows, offsets = gather_rows(spans - lo)
         data = block if (len(rows) == len(block) and np.array_equal(rows, np.arange(len(block)))) else block[rows]
         return Sequences(ids, data, offsets)
+
+
+def _refuse_non_finite(path, modality: str, block: np.ndarray, spans: np.ndarray, ids: list[str]) -> None:
+    """Features with NaN/inf (from a writer before this check, or damage) must not train silently."""
+    if block.dtype.kind != "f":
+        return
+    bad_rows = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+    if not bad_rows.any():
+        return
+    first = int(np.flatnonzero(bad_rows)[0])
+    clip = next((cid for cid, (start, end) in zip(ids, spans) if start <= first < end), "?")
+    raise corrupt(path, f"{modality} holds non-finite values (NaN/inf) in {int(bad_rows.sum())} rows, first in clip {clip!r}; "
+                  "extract that modality again with --force")

@@ -13,6 +13,7 @@ from emo import __version__
 from emo.cache.clip_table import TableChanges, create_table, sync_table
 from emo.cache.fingerprint import canonical
 from emo.cache.h5file import check_emo_file, open_h5
+from emo.cache.validation import check_structure
 from emo.cache.schema import (
     FORMAT,
     MODALITIES,
@@ -56,6 +57,7 @@ class CacheWriter:
         try:
             if existed:
                 check_emo_file(self.h5, self.path)
+                check_structure(self.h5, self.path)
             else:
                 self._create(dataset or "unknown", clips, label_names)
             if existed and clips:
@@ -130,10 +132,11 @@ class CacheWriter:
         group = self.h5.create_group(modality)
         row_bytes = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
         group.create_dataset(
-            "data", shape=(0, *row_shape), maxshape=(None, *row_shape), dtype=dtype, chunks=(chunk_rows(row_bytes), *row_shape)
+            "data", shape=(0, *row_shape), maxshape=(None, *row_shape), dtype=dtype, chunks=(chunk_rows(row_bytes), *row_shape),
+            fletcher32=True,  # a checksum per chunk: damaged bytes fail the read instead of passing as features
         )
-        group.create_dataset("offsets", data=np.zeros((n, 2), np.int64), maxshape=(None, 2), chunks=(4096, 2))
-        group.create_dataset("status", data=np.zeros(n, np.uint8), maxshape=(None,), chunks=(4096,))
+        group.create_dataset("offsets", data=np.zeros((n, 2), np.int64), maxshape=(None, 2), chunks=(4096, 2), fletcher32=True)
+        group.create_dataset("status", data=np.zeros(n, np.uint8), maxshape=(None,), chunks=(4096,), fletcher32=True)
         group.create_dataset("reason", data=np.array([""] * n, dtype=object), dtype=h5py.string_dtype(), maxshape=(None,), chunks=(1024,))
         group.attrs.update(fingerprint=canonical(fingerprint), row_shape=row_shape, dtype=np.dtype(dtype).name)
         if options is not None:
@@ -183,6 +186,12 @@ class CacheWriter:
         for cid, arr in zip(ids, arrays):
             if arr.ndim != len(row_shape) + 1 or tuple(arr.shape[1:]) != row_shape or arr.shape[0] == 0:
                 raise CacheError(f"{self.path}: clip {cid!r} {modality} has shape {arr.shape}, expected (T>0, {row_shape})")
+        with np.errstate(over="ignore"):  # overflow shows up as inf, refused just below
+            stored = [a.astype(group["data"].dtype, copy=False) for a in arrays]
+        for cid, arr in zip(ids, stored):
+            # Checked after the cast: a float32 value beyond float16's range becomes inf only here.
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise CacheError(f"{self.path}: clip {cid!r} {modality} holds NaN/inf values; refusing to store them")
         if np.any(group["status"][rows.tolist()] == STATUS_OK):
             raise CacheError(f"{self.path}: a clip in this batch is already stored for {modality}")
         lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
@@ -190,7 +199,7 @@ class CacheWriter:
         start = data.shape[0]
         ends = start + np.cumsum(lengths)
         data.resize(int(ends[-1]), axis=0)
-        data[start:] = np.concatenate(arrays).astype(data.dtype, copy=False)
+        data[start:] = np.concatenate(stored)
         group["offsets"][rows.tolist()] = np.stack([ends - lengths, ends], axis=1)
         group["reason"][rows.tolist()] = np.array([""] * len(ids), dtype=object)
         self.h5.flush()
