@@ -303,10 +303,13 @@ def fit_command(
     patience: int = typer.Option(10, "--patience", help="Stop after this many epochs without a better validation weighted F1 (0: never)."),
     name: Optional[str] = typer.Option(None, "--name", help="A name for the run (default: the run directory's)."),
     hparams: List[str] = typer.Option([], "--set", help="Head hyperparameter KEY=VALUE, e.g. d_model=256 (repeatable)."),
+    test_cache: Optional[Path] = typer.Option(None, "--test-cache", help="Train on all of CACHE (less --val-fraction for early stopping, carved as --split stratified|speaker says) and test on this other corpus' cache."),
+    label_map: List[str] = typer.Option([], "--label-map", help="With --test-cache: its class SRC scored as the run's class DST: SRC=DST,... (SRC=- leaves SRC out); other classes match by name."),
+    overlap: str = typer.Option("refuse", "--overlap", help="With --test-cache: its clips that are also training/validation clips: refuse | exclude | include (counted)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines."),
 ) -> None:
-    """Train a fusion head from a cache, score it on the test split(s) and write a run directory."""
+    """Train a fusion head from a cache, score it on the test split(s) (or --test-cache) and write a run directory."""
     from emo.fusion import fit
     from emo.fusion.sweep import parse_assignments
 
@@ -316,6 +319,7 @@ def fit_command(
         device=device, layers=layers or None, batch_size=batch_size, lr=lr, per_class=per_class, order=order,
         dedup_text=dedup_text, label_column=label_column, classes=_fusion_list(classes),
         modality_dropout=modality_dropout, patience=patience, name=name, head_params=parse_assignments(hparams),
+        test_cache=test_cache, label_map=label_map or None, overlap=overlap,
     )
     _fusion_print_metrics(result.metrics, f"{head} · {result.config['split']['spec']} · {out}")
 
@@ -325,18 +329,36 @@ def eval_command(
     run: Path = typer.Argument(..., help="A run directory (from `emo fit`)."),
     cache: Optional[Path] = typer.Argument(None, help="Score on this cache's clips instead of the run's test split."),
     drop: List[str] = typer.Option([], "--drop", help="Score with this modality absent (repeatable)."),
+    label_map: List[str] = typer.Option([], "--label-map", help="Another cache's class SRC scored as the run's class DST: SRC=DST,... (SRC=- leaves SRC out); other classes match by name."),
+    overlap: Optional[str] = typer.Option(None, "--overlap", help="Clips of another cache the run trained or validated on: refuse (default) | exclude | include, counted either way."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="The other cache's label column (default: the run's)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json, predictions.csv, confusion.png (default for another cache: RUN/eval/<cache name>)."),
     device: str = typer.Option("auto", "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
 ) -> None:
     """Rescore a run's saved model(s) on its test split, or on another cache with the same fingerprints."""
     import json
 
-    from emo.fusion import evaluate
+    from rich.console import Console
+    from rich.markup import escape
 
-    result = evaluate(run, cache, drop=drop, device=device)
+    from emo.fusion import evaluate
+    from emo.fusion.cross_corpus import save_scores
+
+    result = evaluate(run, cache, drop=drop, device=device, label_map=label_map or None, overlap=overlap,
+                      label_column=label_column)
     where = "test split" if result.same_cache else str(result.cache)
     dropped = f" · without {', '.join(drop)}" if drop else ""
+    if out is None and not result.same_cache:
+        out = run / "eval" / result.cache.stem
+    if out is not None:
+        save_scores(out, result.metrics, result.predictions, f"{run.name} on {where}{dropped}")
     _fusion_print_metrics(result.metrics, f"{run} on {where}{dropped}")
+    console = Console(highlight=False)
+    for line in result.notes:
+        console.print(f"[dim]·[/] {escape(line)}")
+    if out is not None:
+        console.print(f"saved to {escape(str(out))}")
     if json_out is not None:
         json_out.write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
 

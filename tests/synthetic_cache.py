@@ -34,6 +34,9 @@ def make_synthetic_cache(
     distinct_texts: int | None = None,
     extras=None,
     dataset: str = "synthetic",
+    id_prefix: str = "c",
+    noise_seed: int | None = None,
+    audio_paths=None,
 ) -> list[Clip]:
     """Write the cache and return its clips (ids c0000..., speakers s0..., durations = frames / 10 s).
 
@@ -42,6 +45,9 @@ def make_synthetic_cache(
     missing[m] = k: the last k clips have no `m` (recorded as missing).
     distinct_texts = n: transcripts cycle through n sentences (for --dedup-text).
     extras(i, clip) -> dict adds extras columns.
+    noise_seed: draw lengths and noise from this seed while the class directions still come from
+    `seed` (another "corpus" with the same classes and signal: cross-corpus tests).
+    audio_paths(i) -> str records a source audio path per clip (nothing is read from it).
     """
     rng = np.random.default_rng(seed)
     signal = {m: float(signal) for m in shapes} if not isinstance(signal, Mapping) else {m: signal.get(m, 0.0) for m in shapes}
@@ -57,16 +63,18 @@ def make_synthetic_cache(
         else:
             direction = rng.standard_normal((len(classes), shape[-1]))
             directions[m] = direction / np.linalg.norm(direction, axis=1, keepdims=True)
+    draw = rng if noise_seed is None else np.random.default_rng(noise_seed)
     i = 0
     for s in range(speakers):
         for c, name in enumerate(classes):
             for _ in range(clips_per_speaker_class):
-                length = int(rng.integers(frames[0], frames[1] + 1))
+                length = int(draw.integers(frames[0], frames[1] + 1))
                 text = f"sentence {i % distinct_texts}" if distinct_texts else f"sentence {i}"
-                clip = Clip(id=f"c{i:04d}", label=name, speaker=f"s{s}", text=text, duration=length / 10.0)
+                clip = Clip(id=f"{id_prefix}{i:04d}", label=name, speaker=f"s{s}", text=text, duration=length / 10.0,
+                            audio=audio_paths(i) if audio_paths else None)
                 clips.append(clip)
                 for m, shape in shapes.items():
-                    noise = rng.standard_normal((length, *shape))
+                    noise = draw.standard_normal((length, *shape))
                     planted = noise + signal[m] * 2.0 * directions[m][c]
                     if _is_faces(shape):
                         sequences[m][clip.id] = np.clip(128 + 25 * planted, 0, 255).astype(np.uint8)

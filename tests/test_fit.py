@@ -101,7 +101,7 @@ def test_eval_refuses_a_cache_with_other_fingerprints(cache, tmp_path):
     with pytest.raises(EmoError, match="audio fingerprint differs from training: backbone: 'synthetic-audio' -> 'another-model'"):
         evaluate(tmp_path / "run", other)
     same = tmp_path / "same.h5"
-    make_synthetic_cache(same, speakers=2)  # same fingerprints, other clips: scored on all of them
+    make_synthetic_cache(same, speakers=2, id_prefix="o")  # same fingerprints, other clips: scored on all of them
     result = evaluate(tmp_path / "run", same)
     assert not result.same_cache and result.metrics["n"] == 2 * 4 * 4
 

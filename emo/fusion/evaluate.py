@@ -3,11 +3,15 @@
 The cache must carry the same fingerprints as at training time for every modality the head
 reads (same backbone, revision, layers, preprocessing): a different one would feed the head
 features it never saw, so it is refused with the modality and field that differ.
+
+Another cache is scored cross-corpus (emo.fusion.cross_corpus): classes matched by name or
+`label_map`, clips the run trained or validated on refused, left out or included (`overlap`),
+and everything left out counted in `metrics["cross_corpus"]`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -28,12 +32,13 @@ class EvalResult:
     cache: Path
     same_cache: bool  # True: scored on the run's own test split
     dropped: list[str]
+    notes: list[str] = field(default_factory=list)  # what a cross-corpus score left out
 
 
-def check_fingerprints(config: dict, reader, modalities: Sequence[str]) -> None:
+def check_fingerprints(trained: dict, reader, modalities: Sequence[str]) -> None:
+    """`trained`: {modality: fingerprint} as recorded at training time (config["cache"]["fingerprints"])."""
     from emo.cache import differences
 
-    trained = config["cache"]["fingerprints"]
     for modality in modalities:
         if modality not in reader.modalities:
             holds = ", ".join(reader.modalities) or "nothing"
@@ -53,9 +58,18 @@ def evaluate(
     drop: Sequence[str] = (),
     device: str = "auto",
     batch_size: int = 128,
+    label_map: Sequence[str] | str | dict | None = None,
+    overlap: str | None = None,
+    label_column: str | None = None,
 ) -> EvalResult:
     """Scores of a run's saved model(s): k-fold runs score each fold's model on its own test fold
-    (same cache) or on every clip (another cache) and report mean and std like `fit`."""
+    (same cache) or on every clip (another cache) and report mean and std like `fit`.
+
+    `overlap` (refuse | exclude | include, default refuse) handles another cache's clips that the
+    run trained or validated on. A run fitted with a test cache (`fit --test-cache`) is rescored on
+    that cache by default, with the label map, overlap policy and label column it was fitted with.
+    `label_column` names the other cache's label column (default: the run's own).
+    """
     from emo.cache import CacheReader
 
     saved = load_run(run)
@@ -70,42 +84,47 @@ def evaluate(
         raise EmoError("--drop would remove every modality the run uses")
 
     trained_path = Path(config["cache"]["path"])
+    tested_on = config.get("test_cache")
+    if cache is None and tested_on:
+        cache = tested_on["path"]
+        label_map = tested_on["label_map"]["given"] if label_map is None else label_map
+        overlap = overlap or tested_on["overlap"]["policy"]
+        label_column = tested_on.get("label_column") if label_column is None else label_column
     cache_path = Path(cache) if cache is not None else trained_path
-    same_cache = cache is None or cache_path.resolve() == trained_path.resolve()
-    reader = CacheReader(cache_path)
-    check_fingerprints(config, reader, keys)
-
+    same_cache = cache_path.resolve() == trained_path.resolve()
     device = resolve_device(device)
     class_names = list(config["classes"])
-    test_ids = None
-    if same_cache:
-        if not saved.splits:
-            raise EmoError(f"{saved.path}: no splits.json, so the run's test split is unknown")
-        test_ids = sorted({cid for fold in saved.splits for cid in fold["test"]})
+    if not same_cache:
+        return _evaluate_other(saved, cache_path, keys, drop, device, batch_size, label_map, overlap, label_column)
+    if label_map:
+        raise EmoError("--label-map applies to another cache; the run's own cache has the run's classes")
+    if tested_on:
+        raise EmoError(f"{cache_path}: the run was trained on all of it and tested on {tested_on['path']}; "
+                       "it has no test split here")
+    reader = CacheReader(cache_path)
+    check_fingerprints(config["cache"]["fingerprints"], reader, keys)
+
+    if not saved.splits:
+        raise EmoError(f"{saved.path}: no splits.json, so the run's test split is unknown")
+    test_ids = sorted({cid for fold in saved.splits for cid in fold["test"]})
     data = load_data(
         cache_path, keys, layers=config["cache"]["layers"], label_column=config.get("label_column"),
-        classes=class_names, strict_classes=same_cache, clip_ids=test_ids, device=device, reader=reader,
+        classes=class_names, clip_ids=test_ids, device=device, reader=reader,
     )
     index = {cid: i for i, cid in enumerate(data.ids)}
     # A run trained with modality dropout was also tested on clips missing a modality.
     allow_missing = config.get("options", {}).get("modality_dropout", 0) > 0
-    usable = data.rows_with(keys, allow_missing)
-    usable_ids = {data.ids[r] for r in usable}
+    usable_ids = {data.ids[r] for r in data.rows_with(keys, allow_missing)}
     heads = saved.heads()
     parts, fold_metrics = [], []
     with deterministic(device):
         for fold, head in enumerate(heads):
-            if same_cache:
-                ids = saved.splits[fold]["test"]
-                lost = [c for c in ids if c not in usable_ids]
-                if lost:
-                    raise EmoError(f"{cache_path}: {len(lost)} test clips of fold {fold} are gone or lack a modality "
-                                   f"(e.g. {lost[0]})")
-                rows = np.array([index[c] for c in ids], dtype=np.int64)
-            else:
-                rows = usable
-                if rows.size == 0:
-                    raise EmoError(f"{cache_path}: no clip of the classes {class_names} has {', '.join(keys)}")
+            ids = saved.splits[fold]["test"]
+            lost = [c for c in ids if c not in usable_ids]
+            if lost:
+                raise EmoError(f"{cache_path}: {len(lost)} test clips of fold {fold} are gone or lack a modality "
+                               f"(e.g. {lost[0]})")
+            rows = np.array([index[c] for c in ids], dtype=np.int64)
             head.to(device)
             probs, _ = predict(head, data, rows, keys, device, data.labels, batch_size)
             head.cpu()
@@ -120,3 +139,22 @@ def evaluate(
         metrics = aggregate_folds(fold_metrics, score(predictions.true, predictions.predicted, class_names))
     metrics["dropped"] = drop
     return EvalResult(metrics, predictions, cache_path, same_cache, drop)
+
+
+def _evaluate_other(saved, cache_path, keys, drop, device, batch_size, label_map, overlap, label_column) -> EvalResult:
+    from emo.fusion.cross_corpus import prepare_cross, score_heads
+    from emo.fusion.overlap import trained_ids, trained_sources
+
+    config = saved.config
+    seen = trained_ids(saved.splits)
+    cross = prepare_cross(
+        cache_path, keys=keys, fingerprints=config["cache"]["fingerprints"], layers=config["cache"]["layers"],
+        run_classes=config["classes"], seen_ids=seen, seen_sources=trained_sources(config["cache"]["path"], seen),
+        label_map=label_map, overlap=overlap or "refuse",
+        label_column=label_column if label_column is not None else config.get("label_column"),
+        allow_missing=config.get("options", {}).get("modality_dropout", 0) > 0, device=device,
+    )
+    with deterministic(device):
+        metrics, predictions = score_heads(saved.heads(), cross, device, batch_size)
+    metrics["dropped"] = drop
+    return EvalResult(metrics, predictions, cache_path, False, drop, metrics["cross_corpus"]["notes"])

@@ -22,7 +22,7 @@ from emo.fusion.params import Param
 from emo.fusion.metrics import aggregate_folds, score
 from emo.fusion.predictions import Predictions
 from emo.fusion.sampling import ORDERS, dedup_text, per_class
-from emo.fusion.splits import make_folds, parse_split
+from emo.fusion.splits import make_folds, parse_split, validation_only
 from emo.fusion.train import TrainSettings, deterministic, predict, resolve_device, train_fold
 
 
@@ -70,6 +70,10 @@ class FitOptions:
     modality_dropout: float = 0.0
     head_params: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
+    # Train on all of the cache (less validation) and test on another corpus' cache (cross_corpus.py).
+    test_cache: str | None = None
+    label_map: dict[str, str] | list[str] | None = None  # test cache class SRC -> run class DST
+    overlap: str = "refuse"  # test cache clips the run trains or validates on: refuse | exclude | include
 
     def __post_init__(self) -> None:
         if isinstance(self.modalities, str):
@@ -78,7 +82,17 @@ class FitOptions:
             self.classes = [c.strip() for c in self.classes.split(",") if c.strip()]
         if isinstance(self.layers, str):
             self.layers = [self.layers]
-        parse_split(self.split)
+        split = parse_split(self.split)
+        if self.test_cache is not None:
+            from emo.fusion.label_map import parse_label_map
+            from emo.fusion.overlap import check_policy
+
+            self.test_cache = str(self.test_cache)
+            self.label_map = self.label_map if isinstance(self.label_map, dict) else parse_label_map(self.label_map)
+            check_policy(self.overlap)
+            validation_only(split)
+        elif self.label_map:
+            raise EmoError("--label-map needs --test-cache (it maps the test cache's classes to the run's)")
         try:  # every declared option: type, finiteness, range (the head hyperparameters' checks)
             for name, param in FIT_PARAMS.items():
                 setattr(self, name, param.check("--" + name.replace("_", "-"), getattr(self, name)))
@@ -251,7 +265,14 @@ def fit(
         folds = make_folds(
             split, labels[rows], data.speakers[rows], class_names=class_names, seed=opts.seed,
             val_fraction=opts.val_fraction, columns={k: [v[r] for r in rows] for k, v in data.extras.items()},
+            test_elsewhere=opts.test_cache is not None,
         )
+        cross = None
+        if opts.test_cache is not None:  # checked before any training: fingerprints, classes, overlap
+            seen_rows = rows[np.concatenate([folds[0].train, folds[0].val])]
+            cross = _prepare_test_cache(opts, data, keys, class_names, seen_rows, device)
+            for line in cross.notes():
+                note(f"test cache: {line}")
         order_key = data.durations
         if opts.per_class and opts.order != "random" and np.isnan(order_key[rows]).any():
             order_key = data.frame_counts(keys[0]).astype(np.float32)
@@ -271,7 +292,7 @@ def fit(
                 before = len(train_rows)
                 train_rows = per_class(train_rows, labels, order_key, opts.per_class, opts.order, sample_rng)
                 note(f"--per-class {opts.per_class} --order {opts.order}: {len(train_rows)} of {before} training clips")
-            sizes = {"train": len(train_rows), "val": len(val_rows), "test": len(test_rows)}
+            sizes = {"train": len(train_rows), "val": len(val_rows), "test": len(cross.rows if cross else test_rows)}
             display.fold(fold.index, len(folds), sizes, opts.epochs)
             torch.manual_seed(opts.seed)
             model = build_head(head, data.inputs(keys), len(class_names), **opts.head_params)
@@ -279,18 +300,20 @@ def fit(
                 model, data, keys, labels, train_rows, val_rows, settings, device,
                 np.random.default_rng([opts.seed, fold.index]), display.epoch,
             )
-            probs, _ = predict(model, data, test_rows, keys, device, labels, settings.eval_batch_size)
-            part = Predictions(
-                ids=[data.ids[r] for r in test_rows], true=labels[test_rows], predicted=probs.argmax(axis=1),
-                probs=probs, fold=np.full(len(test_rows), fold.index), class_names=class_names,
-            )
-            scored = score(part.true, part.predicted, class_names)
+            scored = {}  # a test cache is scored after training (below)
+            if cross is None:
+                probs, _ = predict(model, data, test_rows, keys, device, labels, settings.eval_batch_size)
+                part = Predictions(
+                    ids=[data.ids[r] for r in test_rows], true=labels[test_rows], predicted=probs.argmax(axis=1),
+                    probs=probs, fold=np.full(len(test_rows), fold.index), class_names=class_names,
+                )
+                scored = score(part.true, part.predicted, class_names)
+                parts.append(part)
             scored.update(
                 fold=fold.index, best_epoch=training.best_epoch, epochs_run=len(training.history),
                 best_val_weighted_f1=training.best_val_weighted_f1, n_train=len(train_rows), n_val=len(val_rows),
             )
             fold_metrics.append(scored)
-            parts.append(part)
             histories.append(training.history)
             heads.append(model.cpu().eval())
             splits.append({
@@ -299,10 +322,18 @@ def fit(
                    (("train", train_rows), ("val", val_rows), ("test", test_rows))},
             })
 
-        predictions = Predictions.concat(parts)
-        if len(folds) == 1:
+        if cross is not None:
+            from emo.fusion.cross_corpus import score_heads
+
+            metrics, predictions = score_heads(heads, cross, device, settings.eval_batch_size)
+            metrics.update(fold_metrics[0])
+            splits[0].update(test=cross.ids, test_cache=str(cross.cache.resolve()))
+            display.note(f"tested on {cross.cache}: UAR {metrics['uar']:.4f} over {', '.join(metrics['classes'])}")
+        elif len(folds) == 1:
+            predictions = Predictions.concat(parts)
             metrics = fold_metrics[0]
         else:
+            predictions = Predictions.concat(parts)
             metrics = aggregate_folds(fold_metrics, score(predictions.true, predictions.predicted, class_names))
 
         config = {
@@ -327,6 +358,11 @@ def fit(
             "torch_version": torch.__version__,
             "notes": notes,
         }
+        if cross is not None:
+            described = cross.describe()
+            config["test_cache"] = {"path": described["cache"], "dataset": cross.dataset,
+                                    "label_map": described["label_map"], "overlap": described["overlap"],
+                                    "label_column": data.label_column}
         result = RunResult(config, metrics, predictions, histories, heads, splits)
         if out is not None:
             from emo.fusion.run_dir import save_run
@@ -335,3 +371,17 @@ def fit(
             result.run_dir = out
             display.note(f"run saved to {out}")
         return result
+
+
+def _prepare_test_cache(opts: FitOptions, data: CachedData, keys, class_names, seen_rows, device):
+    """The test cache checked against the training data (fingerprints, classes, overlap) before any training."""
+    from emo.fusion.cross_corpus import prepare_cross
+    from emo.fusion.overlap import trained_sources
+
+    seen = {data.ids[r] for r in seen_rows}
+    return prepare_cross(
+        opts.test_cache, keys=keys, fingerprints={k: data.modalities[k].fingerprint for k in keys},
+        layers={k: data.modalities[k].layers for k in keys}, run_classes=class_names, seen_ids=seen,
+        seen_sources=trained_sources(data.path, seen), label_map=opts.label_map, overlap=opts.overlap,
+        label_column=data.label_column, allow_missing=opts.modality_dropout > 0, device=device,
+    )

@@ -85,8 +85,13 @@ def make_folds(
     seed: int = 0,
     val_fraction: float = 0.1,
     columns: Mapping[str, Sequence[str]] | None = None,
+    test_elsewhere: bool = False,
 ) -> list[Fold]:
-    """The folds of `spec` over clips with these labels and speakers (positions into them)."""
+    """The folds of `spec` over clips with these labels and speakers (positions into them).
+
+    `test_elsewhere`: the test clips are in another cache (`fit --test-cache`), so one fold trains
+    on every clip less a validation part, carved as `spec` (stratified or speaker) says.
+    """
     spec = parse_split(spec) if isinstance(spec, str) else spec
     labels = np.asarray(labels, dtype=np.int64)
     groups = np.asarray(speakers, dtype=object)
@@ -96,7 +101,13 @@ def make_folds(
         raise EmoError(f"validation fraction must be in [0, 1), got {val_fraction}")
     everything = np.arange(labels.size)
 
-    if spec.kind == "column":
+    if test_elsewhere:
+        spec = validation_only(spec)
+        if val_fraction > 0 and not spec.by_speaker:
+            _need_per_class(labels, class_names, 2, "a stratified validation part", "training and validation each get one")
+        train, val = _carve_val(everything, labels, groups, spec.by_speaker, seed, val_fraction, class_names)
+        folds = [Fold(0, train, val, np.array([], dtype=np.int64))]
+    elif spec.kind == "column":
         folds = [_column_fold(spec.column, columns or {}, labels, class_names, seed, val_fraction)]
     elif spec.kind == "stratified":
         need = 3 if val_fraction > 0 else 2
@@ -127,8 +138,17 @@ def make_folds(
         raise EmoError(f"unknown split kind {spec.kind!r}")
 
     for fold in folds:
-        _check_fold(fold, labels, class_names, spec, val_fraction)
+        _check_fold(fold, labels, class_names, spec, val_fraction, test_elsewhere)
     return folds
+
+
+def validation_only(spec: SplitSpec | str) -> SplitSpec:
+    """A split that can carve validation from a whole cache (the test clips are elsewhere)."""
+    spec = parse_split(spec) if isinstance(spec, str) else spec
+    if spec.kind not in ("stratified", "speaker"):
+        raise EmoError(f"--split {spec} with a test cache: the whole cache trains one model, so only "
+                       "stratified or speaker (how validation is carved) apply")
+    return spec
 
 
 # -- building blocks ----------------------------------------------------------------------
@@ -209,10 +229,10 @@ def _column_fold(column, columns, labels, class_names, seed, val_fraction) -> Fo
     return Fold(0, train, val, test)
 
 
-def _check_fold(fold: Fold, labels, class_names, spec: SplitSpec, val_fraction: float) -> None:
+def _check_fold(fold: Fold, labels, class_names, spec: SplitSpec, val_fraction: float, test_elsewhere=False) -> None:
     where = f"--split {spec}" + (f" fold {fold.index}" if spec.folds > 1 else "")
     for name, part in (("training", fold.train), ("test", fold.test)):
-        if part.size == 0:
+        if part.size == 0 and not (name == "test" and test_elsewhere):
             raise EmoError(f"{where}: the {name} part is empty")
     if val_fraction > 0 and fold.val.size == 0:
         raise EmoError(f"{where}: the validation part is empty")

@@ -1,0 +1,255 @@
+"""Cross-corpus scoring on generated caches: `emo eval RUN OTHER`, `emo fit --test-cache`, label maps, overlap.
+
+The "corpora" share the class directions of one seed and draw their own noise (noise_seed), so
+a head trained on one transfers to the other; label names and clip ids differ per corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from emo.cache import CacheReader
+from emo.errors import EmoError
+from emo.fusion import evaluate, fit
+from synthetic_cache import make_synthetic_cache
+
+SHAPES = {"audio": (1, 16)}
+HEAD = {"d_model": 32, "heads": 2, "blocks": 1, "ffn": 64}
+FAST = {"epochs": 12, "lr": 1e-3, "batch_size": 16, "quiet": True, "head_params": HEAD}
+
+
+def corpus(path, classes=("angry", "happy", "neutral", "sad"), prefix="c", noise_seed=None, **kwargs):
+    make_synthetic_cache(path, shapes=SHAPES, classes=classes, id_prefix=prefix, noise_seed=noise_seed, **kwargs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpora")
+    source = lambda i: f"/corpus/a/{i:04d}.wav"  # noqa: E731
+    caches = {
+        "a": corpus(root / "a.h5", audio_paths=source),
+        # other label names: ANG has no counterpart, joy is happy by --label-map
+        "b": corpus(root / "b.h5", ("ANG", "joy", "neutral", "sad"), "b", noise_seed=5),
+        # "angry" here sounds like the run's sad; the run's sad has no counterpart
+        "e": corpus(root / "e.h5", ("xyz", "happy", "neutral", "angry"), "e", noise_seed=6),
+        # other ids, the same source files as a's clips
+        "renamed": corpus(root / "renamed.h5", prefix="r", audio_paths=source),
+    }
+    run = root / "run"
+    result = fit(caches["a"], head="audio", out=run, **FAST)
+    return {**caches, "root": root, "run": run, "result": result}
+
+
+def test_classes_match_by_name_and_map_and_the_rest_is_counted(corpora):
+    result = evaluate(corpora["run"], corpora["b"], label_map=["joy=happy"])
+    metrics = result.metrics
+    assert metrics["classes"] == ["happy", "neutral", "sad"]  # run order, shared classes only
+    assert metrics["n"] == 72 and np.array(metrics["confusion"]).shape == (3, 3)
+    assert np.array(metrics["confusion"]).sum() == 72 and set(metrics["per_class"]) == {"happy", "neutral", "sad"}
+    assert metrics["uar"] > 0.7  # the planted signal transfers (chance 1/3)
+    cross = metrics["cross_corpus"]
+    assert cross["left_out"]["by_class"] == {"ANG": 24} and cross["scored"] == 72
+    assert cross["label_map"]["to_run"] == {"joy": "happy", "neutral": "neutral", "sad": "sad"}
+    assert cross["label_map"]["unshared_run_classes"] == ["angry"]
+    assert cross["overlap"] == {"policy": "refuse", "clips": 0, "by_id": 0, "by_source": 0, "sources_checked": True}
+    assert any("ANG 24" in line for line in result.notes) and any("joy -> happy" in line for line in result.notes)
+    assert set(result.predictions.ids) == {c for c in CacheReader(corpora["b"]).clips.ids} - {
+        cid for cid, lab in zip(CacheReader(corpora["b"]).clips.ids, CacheReader(corpora["b"]).clips.labels) if lab == 0}
+
+
+def test_predictions_are_restricted_to_the_shared_classes(corpora):
+    # e's "angry" clips carry the run's sad signal: the unrestricted top class would be sad.
+    result = evaluate(corpora["run"], corpora["e"])
+    assert result.metrics["classes"] == ["angry", "happy", "neutral"]
+    names = result.predictions.class_names
+    assert "sad" not in {names[p] for p in result.predictions.predicted}
+    assert result.metrics["predicted_unshared"] >= 20  # of the 24 angry clips
+    assert result.metrics["per_class"]["happy"]["recall"] > 0.7
+
+
+@pytest.mark.parametrize(
+    "label_map, message",
+    [
+        (["fury=angry"], "'fury' is not a class of .*b.h5 \\(its classes: ANG, joy, neutral, sad\\)"),
+        (["ANG=furious"], "'furious' is not a class of the run \\(its classes: angry, happy, neutral, sad\\)"),
+        (["ANG=angry,ANG=sad"], "'ANG' is mapped twice \\(angry and sad\\)"),
+        (["ANG=neutral"], "'ANG' and 'neutral' of .*b.h5 would both be scored as the run's 'neutral'"),
+        (["joy"], "expected SRC=DST"),
+        (["neutral=-,sad=-"], "none of its classes .* matches the run's"),
+        (["neutral=-,joy=-"], "only 'sad' is shared with the run's classes"),
+    ],
+)
+def test_bad_label_maps_are_one_line_errors(corpora, label_map, message):
+    with pytest.raises(EmoError, match=message) as caught:
+        evaluate(corpora["run"], corpora["b"], label_map=label_map)
+    assert "\n" not in str(caught.value)
+
+
+def test_nothing_shared_is_an_error(corpora):
+    other = corpus(corpora["root"] / "letters.h5", ("w", "x", "y", "z"), "l", noise_seed=3)
+    with pytest.raises(EmoError, match="none of its classes \\(w, x, y, z\\) matches .* map them with --label-map"):
+        evaluate(corpora["run"], other)
+    mapped = evaluate(corpora["run"], other, label_map=["w=angry,x=happy"])
+    assert mapped.metrics["classes"] == ["angry", "happy"] and mapped.metrics["n"] == 48
+
+
+def test_overlap_with_training_is_refused_excluded_or_included(corpora, tmp_path):
+    splits = json.loads((corpora["run"] / "splits.json").read_text())[0]
+    seen, test = len(splits["train"]) + len(splits["val"]), len(splits["test"])
+    copy = tmp_path / "copy.h5"
+    shutil.copy(corpora["a"], copy)
+    with pytest.raises(EmoError, match=f"{seen} of its 96 clips to score were in the run's training or validation "
+                                       f"data \\({seen} by clip id, 0 by source file; .*--overlap exclude"):
+        evaluate(corpora["run"], copy)
+    excluded = evaluate(corpora["run"], copy, overlap="exclude")
+    assert sorted(excluded.predictions.ids) == sorted(splits["test"]) and excluded.metrics["n"] == test
+    assert excluded.metrics["cross_corpus"]["left_out"]["overlap"] == seen
+    assert excluded.metrics["accuracy"] == corpora["result"].metrics["accuracy"]  # = its own test split
+    included = evaluate(corpora["run"], copy, overlap="include")
+    assert included.metrics["n"] == 96 and included.metrics["cross_corpus"]["overlap"]["clips"] == seen
+    assert any(f"{seen} clips the run trained or validated on scored anyway" in n for n in included.notes)
+    # Other clip ids, same source files: caught by the source path (read from the training cache).
+    with pytest.raises(EmoError, match=f"\\(0 by clip id, {seen} by source file"):
+        evaluate(corpora["run"], corpora["renamed"])
+    with pytest.raises(EmoError, match="--overlap 'maybe': use one of refuse, exclude, include"):
+        evaluate(corpora["run"], corpora["b"], overlap="maybe")
+
+
+def test_overlap_by_id_only_when_the_training_cache_is_gone(tmp_path):
+    cache = corpus(tmp_path / "gone.h5")
+    fit(cache, head="audio", out=tmp_path / "run", **{**FAST, "epochs": 1})
+    copy = tmp_path / "copy.h5"
+    shutil.copy(cache, copy)
+    cache.unlink()
+    with pytest.raises(EmoError, match="by clip id; source files unchecked, the training cache is gone"):
+        evaluate(tmp_path / "run", copy)
+    other = corpus(tmp_path / "other.h5", prefix="o", noise_seed=1)
+    assert any("clip id only" in line for line in evaluate(tmp_path / "run", other).notes)
+
+
+def test_kfold_run_scores_every_fold_model_on_the_other_corpus(corpora, tmp_path):
+    fit(corpora["a"], head="audio", split="kfold-speaker:3", out=tmp_path / "k", **{**FAST, "epochs": 4})
+    result = evaluate(tmp_path / "k", corpora["b"], label_map=["joy=happy"])
+    assert len(result.metrics["folds"]) == 3 and "uar_std" in result.metrics
+    assert result.metrics["n"] == 3 * 72 and len(result.predictions.ids) == 3 * 72
+
+
+def test_fit_with_a_test_cache_trains_on_all_of_one_corpus(corpora, tmp_path):
+    out = tmp_path / "cross"
+    result = fit(corpora["a"], head="audio", out=out, test_cache=corpora["b"], label_map=["joy=happy"], **FAST)
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "metrics.json", "predictions.csv", "confusion.png", "curves.png", "splits.json",
+            "model.safetensors"} <= names
+    splits = json.loads((out / "splits.json").read_text())
+    assert len(splits) == 1 and len(splits[0]["train"]) + len(splits[0]["val"]) == 96 and splits[0]["val"]
+    assert splits[0]["test_cache"] == str(corpora["b"].resolve()) and len(splits[0]["test"]) == 72
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == ["happy", "neutral", "sad"] and metrics["n"] == 72 and metrics["uar"] > 0.7
+    assert metrics["n_train"] + metrics["n_val"] == 96 and metrics["best_epoch"] >= 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["classes"] == ["angry", "happy", "neutral", "sad"]  # the head's outputs
+    assert config["test_cache"]["label_map"]["given"] == {"joy": "happy"}
+    assert config["options"]["test_cache"] == str(corpora["b"])
+    # `emo eval RUN` rescores on the recorded test cache with the recorded map
+    rescored = evaluate(out)
+    np.testing.assert_allclose(rescored.predictions.probs, result.predictions.probs, rtol=0, atol=1e-6)
+    assert rescored.metrics["uar"] == result.metrics["uar"]
+    with pytest.raises(EmoError, match="trained on all of it and tested on .*b.h5; it has no test split here"):
+        evaluate(out, corpora["a"])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"split": "kfold:3"}, "--split kfold:3 with a test cache: .* only stratified or speaker"),
+        ({"overlap": "never"}, "--overlap 'never'"),
+        ({"label_map": ["joy=elated"]}, "'elated' is not a class of the run"),
+        ({"test_cache": "SELF"}, "96 of its 96 clips to score were in the run's training or validation data"),
+    ],
+)
+def test_fit_test_cache_refusals_come_before_training(corpora, tmp_path, options, message):
+    options = {"test_cache": corpora["b"], **options}
+    if options["test_cache"] == "SELF":
+        options["test_cache"] = corpora["a"]
+    seen = []
+    with pytest.raises(EmoError, match=message):
+        fit(corpora["a"], head="audio", out=tmp_path / "r", display=_Recorder(seen), **{**FAST, "quiet": False},
+            **options)
+    assert not any(kind == "epoch" for kind, _ in seen) and not (tmp_path / "r").exists()
+
+
+def test_label_map_without_test_cache_is_refused(corpora):
+    with pytest.raises(EmoError, match="--label-map needs --test-cache"):
+        fit(corpora["a"], head="audio", label_map=["joy=happy"], **FAST)
+
+
+def test_cli_eval_other_cache_saves_scores_and_notes(corpora, tmp_path):
+    from typer.testing import CliRunner
+
+    from emo.cli import app
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    shutil.copytree(corpora["run"], run)
+    result = runner.invoke(app, ["eval", str(run), str(corpora["b"]), "--label-map", "joy=happy"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "ANG 24" in result.output and "joy -> happy" in result.output and "UAR" in result.output
+    saved = run / "eval" / "b"
+    assert {"metrics.json", "predictions.csv", "confusion.png"} <= {p.name for p in saved.iterdir()}
+    assert json.loads((saved / "metrics.json").read_text())["cross_corpus"]["left_out"]["by_class"] == {"ANG": 24}
+    result = runner.invoke(app, ["eval", str(run), str(corpora["b"]), "--label-map", "ANG=neutral"])
+    assert result.exit_code == 1 and result.output.count("\n") <= 2 and "would both be scored" in result.output
+    copy = tmp_path / "copy.h5"
+    shutil.copy(corpora["a"], copy)
+    result = runner.invoke(app, ["eval", str(run), str(copy)])
+    assert result.exit_code == 1 and "--overlap exclude" in result.output
+    result = runner.invoke(app, ["eval", str(run), str(copy), "--overlap", "exclude", "-o", str(tmp_path / "x")])
+    assert result.exit_code == 0 and "left out (--overlap exclude)" in result.output
+    assert (tmp_path / "x" / "metrics.json").is_file()
+    out = tmp_path / "fitted"
+    result = runner.invoke(app, ["fit", str(corpora["a"]), "--head", "audio", "--out", str(out), "--epochs", "2",
+                                 "--set", "d_model=16", "--test-cache", str(corpora["b"]), "--label-map", "joy=happy",
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["cross_corpus"]["scored"] == 72
+
+
+class _Recorder:
+    """A fit display that records what it was shown."""
+
+    def __init__(self, seen):
+        self.seen = seen
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def note(self, text):
+        self.seen.append(("note", text))
+
+    def fold(self, *args):
+        self.seen.append(("fold", args))
+
+    def epoch(self, record):
+        self.seen.append(("epoch", record))
+
+
+def test_test_elsewhere_fold_trains_on_everything_less_validation():
+    from emo.fusion.splits import make_folds
+
+    labels = np.repeat(np.arange(4), 12)
+    speakers = np.tile([f"s{i}" for i in range(6)], 8)
+    (fold,) = make_folds("speaker", labels, speakers, class_names=list("abcd"), test_elsewhere=True)
+    assert fold.test.size == 0 and sorted(np.concatenate([fold.train, fold.val]).tolist()) == list(range(48))
+    assert not set(speakers[fold.train]) & set(speakers[fold.val]) and fold.val.size
+    (plain,) = make_folds("stratified", labels, speakers, class_names=list("abcd"), val_fraction=0, test_elsewhere=True)
+    assert plain.train.size == 48 and plain.val.size == 0
+    with pytest.raises(EmoError, match="--split kfold-speaker:3 with a test cache"):
+        make_folds("kfold-speaker:3", labels, speakers, class_names=list("abcd"), test_elsewhere=True)
