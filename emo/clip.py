@@ -18,3 +18,6 @@ class Clip:
     duration: float | None = None
     # Dataset-specific columns (CREMA-D sentence and level, perceived labels, demographics...).
     extras: dict[str, str] = field(default_factory=dict)
+    # Per modality, why the adapter found that input unusable ({"text": "transcript x.txt is not
+    # UTF-8 ..."}): the run records it as the clip's failure reason instead of guessing one.
+    problems: dict[str, str] = field(default_factory=dict)

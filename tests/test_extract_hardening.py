@@ -111,3 +111,120 @@ def test_a_shard_run_keeps_the_other_shards_clips(tmp_path):
     assert extract(root, cache, "--shard", "0/2").exit_code == 0
     assert extract(root, cache, "--shard", "1/2").exit_code == 0
     assert sorted(CacheReader(cache).ok_ids("audio")) == ["a0", "a1", "a2", "a3"]
+
+
+def failures(cache: Path, modality: str = "audio") -> dict[str, tuple[str, str]]:
+    return {cid: (status, reason) for cid, status, reason in CacheReader(cache).failures(modality)}
+
+
+# -- 3. truncated media ------------------------------------------------------------------------
+def _promise_more(path: Path, factor: int) -> None:
+    """Rewrite a WAV's data-chunk size as `factor` times what the file holds (a cut copy's header)."""
+    import struct
+
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"data")
+    size = struct.unpack("<I", raw[at + 4 : at + 8])[0]
+    raw[at + 4 : at + 8] = struct.pack("<I", size * factor)
+    path.write_bytes(bytes(raw))
+
+
+def test_a_wav_shorter_than_its_header_says_is_a_failed_clip_with_that_reason(tmp_path):
+    root, cache = tmp_path / "data", tmp_path / "c.h5"
+    make_dataset(root, n=3)
+    _promise_more(root / "a1.wav", 2)  # the header promises twice the audio it holds
+    whole = (root / "a2.wav").read_bytes()
+    (root / "a2.wav").write_bytes(whole[: len(whole) // 2])  # a copy cut in half
+    result = extract(root, cache)
+    assert result.exit_code == 0, result.output
+    found = failures(cache)
+    assert set(found) == {"a1", "a2"}
+    assert found["a1"][0] == "failed" and "truncated WAV: its header promises 25600 bytes of audio (0.80 s), the file holds 12800 (0.40 s)" in found["a1"][1]
+    assert "truncated WAV" in found["a2"][1]
+    assert CacheReader(cache).ok_ids("audio") == ["a0"]
+
+
+# -- 6. reasons that say what is wrong ----------------------------------------------------------
+def test_random_bytes_in_a_flac_are_undecodable_not_zero_length(tmp_path):
+    root, cache = tmp_path / "data", tmp_path / "c.h5"
+    rows = make_dataset(root, n=2)
+    (root / "noise.flac").write_bytes(np.random.default_rng(0).bytes(6000))
+    rows.append({"id": "n0", "label": "sad", "speaker": "s0", "audio": "noise.flac"})
+    write_manifest(root, rows)
+    assert extract(root, cache).exit_code == 0
+    status, reason = failures(cache)["n0"]
+    assert status == "failed" and reason.startswith("cannot decode audio") and "zero-length" not in reason
+
+
+def test_a_non_utf8_transcript_is_failed_with_that_reason_not_an_empty_transcript(tmp_path):
+    from test_extract_run import FakeExtractor
+
+    from emo.extract.datasets import load_clips
+    from emo.extract.runner import available_modalities, extract_into_cache
+
+    speaker = tmp_path / "kor" / "emotional-to-emotional" / "nea"
+    (speaker / "wav").mkdir(parents=True)
+    (speaker / "transcript").mkdir()
+    for name in ("nea00001", "nea00002"):
+        write_wav(speaker / "wav" / f"{name}.wav")
+    (speaker / "transcript" / "nea00001.txt").write_text("안녕하세요", encoding="utf-8")
+    (speaker / "transcript" / "nea00002.txt").write_bytes("안녕".encode("euc-kr"))  # not UTF-8
+    scan = load_clips("kor-emotion", tmp_path / "kor")
+    assert available_modalities(scan.clips) == ["audio", "text"]
+    text = FakeExtractor("text", row_shape=(1, 4))
+    extract_into_cache(scan.clips, tmp_path / "c.h5", {"text": text}, dataset="kor-emotion", workers=1, progress=False)
+    [(cid, status, reason)] = CacheReader(tmp_path / "c.h5").failures("text")
+    assert (cid, status) == ("nea00002", "failed")
+    assert "nea00002.txt is not UTF-8 text" in reason and "empty" not in reason
+    assert text.prepared == ["nea00001"]  # the unreadable one never reached the extractor
+
+
+@pytest.mark.parametrize("option, flag", [("text", "--text-backbone"), ("visual", "--visual-backbone")])
+def test_a_missing_backbone_names_the_option_that_chose_it(tmp_path, option, flag, monkeypatch):
+    from emo.errors import BackboneError
+    from emo.extract.options import ExtractOptions
+    from emo.extract.runner import build_extractor
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    options = ExtractOptions(text_backbone="no-such-org/no-such-model", visual_backbone="no-such-org/no-such-model")
+    with pytest.raises(BackboneError) as caught:
+        build_extractor(option, options, "cpu")
+    assert f"e.g. {flag} /models/no-such-model" in str(caught.value)
+    assert "--audio-backbone" not in str(caught.value)
+
+
+def test_output_paths_that_are_folders_fail_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from emo.cli import app
+
+    root = tmp_path / "data"
+    make_dataset(root, n=2)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    result = extract(root, folder)
+    assert result.exit_code == 1 and "is a folder, not a cache file" in result.output
+    assert "not an HDF5 file" not in result.output and list(folder.iterdir()) == []
+
+    assert extract(root, tmp_path / "c.h5").exit_code == 0
+    result = CliRunner().invoke(app, ["cache", "merge", str(tmp_path / "c.h5"), "-o", str(folder)], env={"COLUMNS": "400"})
+    assert result.exit_code == 1 and "is a folder, not a cache file" in result.output, result.output
+    assert list(tmp_path.glob("*.merging")) == [] and list(folder.iterdir()) == []
+
+
+def test_a_merge_that_fails_half_way_leaves_no_partial_file(tmp_path, monkeypatch):
+    from emo.cache import merge as merge_module
+    from emo.errors import CacheError
+
+    root = tmp_path / "data"
+    make_dataset(root, n=4)
+    assert extract(root, tmp_path / "s0.h5", "--shard", "0/2").exit_code == 0
+    assert extract(root, tmp_path / "s1.h5", "--shard", "1/2").exit_code == 0
+
+    def broken_write(*args, **kwargs):
+        raise CacheError("disk full (simulated)")
+
+    monkeypatch.setattr(merge_module.CacheWriter, "write", broken_write)
+    with pytest.raises(CacheError, match="disk full"):
+        merge_module.merge_caches([tmp_path / "s0.h5", tmp_path / "s1.h5"], tmp_path / "m.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "s0.h5", "s1.h5"]

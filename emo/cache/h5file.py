@@ -9,11 +9,31 @@ from emo.cache.schema import FORMAT, SCHEMA_VERSION
 from emo.errors import CacheError
 
 
+def check_cache_path(path: str | Path) -> Path:
+    """CacheError unless `path` can be a cache file: not a folder, not under a file, and when it
+    exists, an HDF5 file. Called before any work starts, so a typo costs seconds, not a run."""
+    import h5py
+
+    path = Path(path)
+    if path.is_dir():
+        raise CacheError(f"{path}: is a folder, not a cache file; give a file path such as {path / 'cache.h5'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CacheError(f"{path}: {parent} is a file, so no cache can be written under it")
+            break
+    if path.is_file() and path.stat().st_size > 0 and not h5py.is_hdf5(path):
+        raise CacheError(f"{path}: exists and is not an HDF5 file, so not an emo cache; refusing to overwrite it")
+    return path
+
+
 def open_h5(path: str | Path, mode: str):
     """h5py.File(path, mode) with the failure modes a user meets named plainly."""
     import h5py
 
     path = Path(path)
+    if path.is_dir():
+        raise CacheError(f"{path}: is a folder, not a cache file")
     if mode == "r" and not path.exists():
         raise CacheError(f"{path}: no such cache file")
     if path.exists() and path.stat().st_size > 0 and not h5py.is_hdf5(path):

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from emo.cache.fingerprint import canonical, differences
+from emo.cache.h5file import check_cache_path
 from emo.cache.reader import CacheReader
 from emo.cache.schema import STATUS_NAMES, STATUS_OK, STATUS_PENDING
 from emo.cache.writer import CacheWriter
@@ -54,7 +55,7 @@ def merge_caches(shards: Sequence[str | Path], out: str | Path, dataset: str | N
     """Write `out` holding every clip of every shard once, with each modality's ok sequences."""
     if not shards:
         raise CacheError("merge needs at least one shard cache")
-    out = Path(out)
+    out = check_cache_path(out)  # before reading anything: `-o DIR` is a one-line error, not a crash
     readers = [CacheReader(p) for p in shards]
     modalities = _check_compatible(readers)
 
@@ -70,6 +71,18 @@ def merge_caches(shards: Sequence[str | Path], out: str | Path, dataset: str | N
     partial = out.with_name(out.name + ".merging")
     partial.unlink(missing_ok=True)
     summary = MergeSummary(out=out, clips=len(clips))
+    try:
+        _write_merged(partial, readers, modalities, clips, dataset, summary)
+        os.replace(partial, out)
+    except BaseException:  # any failure, Ctrl-C included: no half-merged file stays behind
+        partial.unlink(missing_ok=True)
+        raise
+    final = CacheReader(out)
+    summary.ok = {m: len(final.ok_ids(m)) for m in final.modalities}
+    return summary
+
+
+def _write_merged(partial: Path, readers, modalities, clips, dataset, summary: MergeSummary) -> None:
     with CacheWriter(partial, dataset=dataset or readers[0].dataset, clips=clips, label_names=readers[0].clips.label_names) as writer:
         for modality in modalities:
             holders = [r for r in readers if modality in r.modalities]
@@ -94,7 +107,3 @@ def merge_caches(shards: Sequence[str | Path], out: str | Path, dataset: str | N
                         writer.fail(modality, cid, reasons[i] or "unknown", status=STATUS_NAMES[int(codes[i])])
                         stored.add(cid)
             summary.duplicates_dropped[modality] = dropped
-    os.replace(partial, out)
-    final = CacheReader(out)
-    summary.ok = {m: len(final.ok_ids(m)) for m in final.modalities}
-    return summary

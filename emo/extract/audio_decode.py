@@ -25,9 +25,49 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
+def wav_shortfall(path: str) -> str | None:
+    """Why a RIFF/WAVE file is shorter than its header says, or None when it is whole (or not a WAV).
+
+    libsndfile reads a truncated WAV without complaint, returning what is there; the data
+    chunk's declared size against the bytes the file holds after it tells a cut copy.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = Path(path).stat().st_size
+            position, block_align, byte_rate = 12, 0, 0
+            while position + 8 <= size:
+                handle.seek(position)
+                chunk, length = struct.unpack("<4sI", handle.read(8))
+                if chunk == b"fmt ":
+                    fmt = handle.read(min(length, 16))
+                    if len(fmt) >= 14:
+                        byte_rate, block_align = struct.unpack("<IH", fmt[8:14])
+                elif chunk == b"data":
+                    if length in (0, 0xFFFFFFFF):  # a streaming writer's placeholder: no promise made
+                        return None
+                    held = size - (position + 8)
+                    if held >= length:
+                        return None
+                    seconds = (lambda n: f" ({n / byte_rate:.2f} s)" if byte_rate else "")
+                    return (f"truncated WAV: its header promises {length} bytes of audio{seconds(length)}, "
+                            f"the file holds {held}{seconds(held)}")
+                position += 8 + length + (length & 1)
+    except OSError:
+        return None
+    return None
+
+
 def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
     import soundfile
 
+    shortfall = wav_shortfall(path)
+    if shortfall:
+        raise ClipError(path, shortfall)
     data, rate = soundfile.read(path, dtype="float32", always_2d=True)  # (n, channels)
     return data.mean(axis=1, dtype=np.float32), int(rate)
 
@@ -39,6 +79,9 @@ def _read_av(path: str) -> tuple[np.ndarray, int]:
         if not container.streams.audio:
             raise ClipMissing(path, "no audio track")
         stream = container.streams.audio[0]
+        if not stream.codec_context.channels or not (stream.codec_context.sample_rate or stream.rate):
+            # ffmpeg "finds" a stream in random bytes too; one with no channels or rate is no audio.
+            raise ClipError(path, "cannot decode audio (no decodable audio stream: not a valid audio file)")
         # Planar float keeps channels apart so the downmix below is the same plain mean as for
         # soundfile (ffmpeg's own mono downmix applies centre-mix gains).
         to_float = av.AudioResampler(format="fltp")
@@ -75,6 +118,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
             samples, rate = _read_av(path)
         except Exception:
             raise ClipError(path, f"cannot decode audio ({_one_line(first)})") from None
+        if samples.size == 0:  # ffmpeg decoded nothing either: the file is not audio, it is not "empty"
+            raise ClipError(path, f"cannot decode audio ({_one_line(first)})")
     if samples.size == 0:
         raise ClipError(path, "zero-length audio (no samples)")
     if not np.isfinite(samples).all():

@@ -48,8 +48,11 @@ def hash_folder(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def resolve_pretrained(name: str) -> ResolvedModel:
-    """Local folder or hub id -> ResolvedModel; a clear BackboneError when neither works offline."""
+def resolve_pretrained(name: str, flag: str = "--audio-backbone") -> ResolvedModel:
+    """Local folder or hub id -> ResolvedModel; a clear BackboneError when neither works offline.
+
+    flag: the option that named this backbone, so the hint names the option to change.
+    """
     if name in BUNDLED:
         import importlib
 
@@ -76,6 +79,6 @@ def resolve_pretrained(name: str) -> ResolvedModel:
         raise BackboneError(
             f"{name}: cannot load from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
             "download it where the hub is reachable and pass the local folder instead, "
-            "e.g. --audio-backbone /models/wav2vec2-large-robust"
+            f"e.g. {flag} /models/{name.rstrip('/').rsplit('/', 1)[-1] or 'my-model'}"
         ) from None
     return ResolvedModel(name=name, path=path, revision=Path(path).name)

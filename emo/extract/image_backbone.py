@@ -211,7 +211,7 @@ class VisualExtractor:
 
         if pooling not in ("auto", "cls", "mean"):
             raise BackboneError(f"{backbone}: pooling {pooling!r}: expected auto, cls or mean")
-        self.resolved = resolve_pretrained(backbone)
+        self.resolved = resolve_pretrained(backbone, "--visual-backbone")
         self.device = resolve_device(device)
         self.autocast = autocast_dtype(self.device, precision)
         model = load_pretrained_model(self.resolved, self.device, "--visual-backbone")

@@ -79,7 +79,7 @@ def available_modalities(clips: Sequence[Clip]) -> list[str]:
     found = []
     if any(c.audio or c.video for c in clips):
         found.append("audio")
-    if any(c.text for c in clips):
+    if any(c.text or "text" in c.problems for c in clips):
         found.append("text")
     if any(c.video for c in clips):
         found.append("faces")
@@ -184,8 +184,10 @@ def run_extraction(
     retry_failed: clips recorded as failed are extracted again (after the files were fixed).
     Under torchrun every process extracts its own shard and rank 0 merges (emo.extract.distributed).
     """
+    from emo.cache.h5file import check_cache_path
     from emo.extract.distributed import distributed_context
 
+    check_cache_path(cache_path)  # before any dataset scan or model load
     options = options or ExtractOptions()
     context = distributed_context()
     if context is not None:
@@ -319,6 +321,7 @@ def extract_into_cache(
                 retried = writer.retry_failed(modality) if retry_failed else 0
                 settled = set((skip or {}).get(modality, ()))
                 todo = batching_order([by_id[c] for c in writer.pending(modality) if c in by_id and c not in settled])
+                todo = _record_known_problems(writer, modality, todo)
                 task = bars.add_task(modality, total=len(todo))
                 # The user's budget (--batch-seconds) first, then the extractor's own, then ours.
                 budget = float((budgets or {}).get(modality) or getattr(extractor, "batch_budget", None) or DEFAULT_BUDGETS[modality])
@@ -389,6 +392,14 @@ def _extract_modality(
         written += len(sequences)
         advance(len(batch))
     return written
+
+
+def _record_known_problems(writer: "CacheWriter", modality: str, todo: Sequence[Clip]) -> list[Clip]:
+    """Clips whose adapter already found this input unusable fail with its reason, not a guessed one."""
+    for clip in todo:
+        if modality in clip.problems:
+            writer.fail(modality, clip.id, clip.problems[modality])
+    return [clip for clip in todo if modality not in clip.problems]
 
 
 def _encode_batch(extractor: "Extractor", batch: list[Prepared]) -> list[tuple[Prepared, Any]]:

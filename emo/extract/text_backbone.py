@@ -226,7 +226,7 @@ class TextExtractor:
 
         if max_tokens < 2:
             raise BackboneError(f"max_tokens {max_tokens}: needs room for at least the special tokens")
-        self.resolved = resolve_pretrained(backbone)
+        self.resolved = resolve_pretrained(backbone, "--text-backbone")
         self.device = resolve_device(device)
         self.autocast = autocast_dtype(self.device, precision)
         self.tokenizer = load_tokenizer(self.resolved)

@@ -36,14 +36,19 @@ def script_key(group: str, speaker: str, number: int) -> str:
     return f"{speaker[:2]}{number:05d}"
 
 
-def _read_text(path: Path, skipped: list[tuple[str, str]]) -> str | None:
+def _read_text(path: Path, skipped: list[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """(transcript or None, why it is unusable or None)."""
     try:
         # utf-8-sig strips the byte-order mark every file of this corpus starts with.
         text = path.read_text(encoding="utf-8-sig").strip()
     except UnicodeDecodeError as err:
+        problem = f"transcript {path} is not UTF-8 text ({err.reason} at byte {err.start})"
         skipped.append((str(path), f"not UTF-8 text ({err.reason})"))
-        return None
-    return text or None
+        return None, problem
+    except OSError as err:
+        skipped.append((str(path), f"unreadable ({err.strerror})"))
+        return None, f"transcript {path} is unreadable ({err.strerror})"
+    return text or None, None
 
 
 def scan(root: Path, *, text_source: str = "transcript") -> DatasetScan:
@@ -76,11 +81,11 @@ def scan(root: Path, *, text_source: str = "transcript") -> DatasetScan:
             if entry.size == 0:
                 skipped.append((entry.path, "empty file (0 bytes)"))
                 continue
-            text = None
+            text, problem = None, None
             for folder in text_folders:
                 text_path = speaker_folder / folder / f"{entry.stem}.txt"
                 if text_path.is_file():
-                    text = _read_text(text_path, skipped)
+                    text, problem = _read_text(text_path, skipped)
                     break
             clips.append(
                 Clip(
@@ -90,6 +95,7 @@ def scan(root: Path, *, text_source: str = "transcript") -> DatasetScan:
                     audio=entry.path,
                     text=text,
                     extras={"group": group, "script": script_key(group, speaker, int(digits))},
+                    problems={"text": problem} if problem else {},
                 )
             )
     return DatasetScan(clips=clips, label_names=list(LABELS), skipped=skipped)
