@@ -13,6 +13,7 @@ from emo import __version__
 from emo.cache.clip_table import TableChanges, create_table, sync_table
 from emo.cache.fingerprint import canonical
 from emo.cache.h5file import check_emo_file, open_h5
+from emo.cache.lock import WriterLock
 from emo.cache.validation import check_structure
 from emo.cache.schema import (
     FORMAT,
@@ -33,7 +34,7 @@ _STATUS_BY_NAME = {"missing": STATUS_MISSING, "failed": STATUS_FAILED}
 class CacheWriter:
     """Writes a cache; reopening the same path resumes it (new clips are appended).
 
-    The HDF5 file stays open (and locked against other processes) until `close`.
+    The HDF5 file stays open, and `<path>.lock` names this process as its one writer, until `close`.
     """
 
     def __init__(
@@ -53,7 +54,13 @@ class CacheWriter:
         if not existed and not clips:
             raise CacheError(f"{self.path}: a new cache needs its clips")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.h5 = open_h5(self.path, "a")
+        # emo's own lock first: HDF5's may be off (HDF5_USE_FILE_LOCKING=FALSE on shared file systems).
+        self.lock = WriterLock(self.path).acquire()
+        try:
+            self.h5 = open_h5(self.path, "a")
+        except BaseException:
+            self.lock.release()
+            raise
         try:
             if existed:
                 check_emo_file(self.h5, self.path)
@@ -68,6 +75,7 @@ class CacheWriter:
             self.h5.flush()
         except BaseException:
             self.h5.close()
+            self.lock.release()
             raise
 
     # -- clip table -------------------------------------------------------------------
@@ -230,6 +238,7 @@ class CacheWriter:
     def close(self) -> None:
         if self.h5.id.valid:
             self.h5.close()
+        self.lock.release()
 
     def __enter__(self) -> "CacheWriter":
         return self

@@ -185,9 +185,11 @@ def run_extraction(
     Under torchrun every process extracts its own shard and rank 0 merges (emo.extract.distributed).
     """
     from emo.cache.h5file import check_cache_path
+    from emo.cache.lock import check_unlocked
     from emo.extract.distributed import distributed_context
 
     check_cache_path(cache_path)  # before any dataset scan or model load
+    check_unlocked(cache_path)
     options = options or ExtractOptions()
     context = distributed_context()
     if context is not None:
