@@ -11,6 +11,9 @@ from typing import List, Optional
 
 import typer
 
+# Fit option defaults live once, in the FitOptions dataclass (no torch is imported for them).
+from emo.fusion.options import default as fit_default
+
 from emo.cli_errors import DEBUG_ENV, EmoGroup, print_error
 
 app = typer.Typer(
@@ -286,21 +289,25 @@ def fit_command(
     head: str = typer.Option(..., "--head", help="Fusion head (list them with `emo heads`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (config, metrics, plots, weights)."),
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of cache modalities (default: what the head takes among those cached)."),
-    split: str = typer.Option("stratified", "--split", help="stratified | speaker | kfold:K | kfold-speaker:K | column:NAME."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of the training part held out for validation / early stopping (0: none)."),
-    epochs: int = typer.Option(50, "--epochs", help="Most epochs per fold."),
-    seed: int = typer.Option(0, "--seed", help="Seed of splits, sampling, initialisation and batch order."),
-    device: str = typer.Option("auto", "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
+    split: str = typer.Option(fit_default("split"), "--split", help="stratified | speaker | kfold:K | kfold-speaker:K | column:NAME."),
+    val_fraction: float = typer.Option(fit_default("val_fraction"), "--val-fraction", help="Share of the training part held out for validation / early stopping (0: none)."),
+    epochs: int = typer.Option(fit_default("epochs"), "--epochs", help="Most epochs per fold."),
+    seed: int = typer.Option(fit_default("seed"), "--seed", help="Seed of splits, sampling, initialisation and batch order."),
+    device: str = typer.Option(fit_default("device"), "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
     layers: List[str] = typer.Option([], "--layers", help='Cached layers to use: "12,18,24", "last", "all", or per modality "audio=12,18" (repeatable).'),
-    batch_size: int = typer.Option(32, "--batch-size", help="Clips per training step."),
-    lr: float = typer.Option(1e-4, "--lr", help="Peak AdamW learning rate (linear warm-up, cosine decay)."),
+    batch_size: int = typer.Option(fit_default("batch_size"), "--batch-size", help="Clips per training step."),
+    lr: float = typer.Option(fit_default("lr"), "--lr", help="Peak AdamW learning rate (linear warm-up, cosine decay)."),
     per_class: Optional[int] = typer.Option(None, "--per-class", help="Keep at most N training clips per class."),
-    order: str = typer.Option("random", "--order", help="Which clips --per-class keeps: random | short | long (by duration)."),
+    order: str = typer.Option(fit_default("order"), "--order", help="Which clips --per-class keeps: random | short | long (by duration)."),
     dedup_text: bool = typer.Option(False, "--dedup-text", help="Drop clips whose transcript repeats an earlier clip's (before splitting)."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Use this clip column as the label (e.g. a perceived-label extras column)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Comma list of the classes to keep."),
-    modality_dropout: float = typer.Option(0.0, "--modality-dropout", help="Per training clip, hide one modality with this probability (clips missing a modality are then kept)."),
-    patience: int = typer.Option(10, "--patience", help="Stop after this many epochs without a better validation weighted F1 (0: never)."),
+    modality_dropout: float = typer.Option(fit_default("modality_dropout"), "--modality-dropout", help="Per training clip, hide one modality with this probability (clips missing a modality are then kept)."),
+    patience: int = typer.Option(fit_default("patience"), "--patience", help="Stop after this many epochs without a better validation weighted F1 (0: never)."),
+    class_weights: str = typer.Option(fit_default("class_weights"), "--class-weights", help="none | balanced: weight the loss by inverse training class frequency."),
+    time_mask: float = typer.Option(fit_default("time_mask"), "--time-mask", help="Training only: per clip, hide one span of up to this fraction of its frames (0: off)."),
+    feature_mask: float = typer.Option(fit_default("feature_mask"), "--feature-mask", help="Training only: per clip, set one band of up to this fraction of feature dims to the training mean (0: off)."),
+    mixup: float = typer.Option(fit_default("mixup"), "--mixup", help="Training only: mixup of clip pairs with Beta(a, a) weights (0: off)."),
     name: Optional[str] = typer.Option(None, "--name", help="A name for the run (default: the run directory's)."),
     hparams: List[str] = typer.Option([], "--set", help="Head hyperparameter KEY=VALUE, e.g. d_model=256 (repeatable)."),
     test_cache: Optional[Path] = typer.Option(None, "--test-cache", help="Train on all of CACHE (less --val-fraction for early stopping, carved as --split stratified|speaker says) and test on this other corpus' cache."),
@@ -318,7 +325,8 @@ def fit_command(
         modalities=_fusion_list(modalities), split=split, val_fraction=val_fraction, epochs=epochs, seed=seed,
         device=device, layers=layers or None, batch_size=batch_size, lr=lr, per_class=per_class, order=order,
         dedup_text=dedup_text, label_column=label_column, classes=_fusion_list(classes),
-        modality_dropout=modality_dropout, patience=patience, name=name, head_params=parse_assignments(hparams),
+        modality_dropout=modality_dropout, patience=patience, name=name, class_weights=class_weights,
+        time_mask=time_mask, feature_mask=feature_mask, mixup=mixup, head_params=parse_assignments(hparams),
         test_cache=test_cache, label_map=label_map or None, overlap=overlap,
     )
     _fusion_print_metrics(result.metrics, f"{head} · {result.config['split']['spec']} · {out}")
@@ -372,9 +380,9 @@ def sweep_command(
     seeds: str = typer.Option("0", "--seeds", help="Comma list of seeds."),
     random: Optional[int] = typer.Option(None, "--random", help="Draw N grid points at random instead of the full grid."),
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of cache modalities for every head."),
-    split: str = typer.Option("stratified", "--split", help="stratified | speaker | kfold:K | kfold-speaker:K | column:NAME."),
-    epochs: int = typer.Option(50, "--epochs", help="Most epochs per fold."),
-    device: str = typer.Option("auto", "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
+    split: str = typer.Option(fit_default("split"), "--split", help="stratified | speaker | kfold:K | kfold-speaker:K | column:NAME."),
+    epochs: int = typer.Option(fit_default("epochs"), "--epochs", help="Most epochs per fold."),
+    device: str = typer.Option(fit_default("device"), "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Clip column used as the label."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Comma list of the classes to keep."),
     hparams: List[str] = typer.Option([], "--set", help="Head hyperparameter KEY=VALUE for every run (repeatable)."),

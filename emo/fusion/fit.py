@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,98 +18,12 @@ from emo import __version__
 from emo.errors import EmoError
 from emo.fusion.data import CachedData, load_data, modality_kind, parse_layers
 from emo.fusion.display import EpochDisplay, QuietDisplay
-from emo.fusion.params import Param
+from emo.fusion.options import FitOptions
 from emo.fusion.metrics import aggregate_folds, score
 from emo.fusion.predictions import Predictions
-from emo.fusion.sampling import ORDERS, dedup_text, per_class
-from emo.fusion.splits import make_folds, parse_split, validation_only
-from emo.fusion.train import TrainSettings, deterministic, predict, resolve_device, train_fold
-
-
-# Declared type and range of every numeric fit option (and --order): checked in one place, so
-# `--lr inf`, `--val-fraction nan` or `--epochs 0` are one-line errors before anything is read.
-FIT_PARAMS = {
-    "val_fraction": Param(float, 0.0, 1.0, hi_open=True),
-    "epochs": Param(int, 1, 1_000_000),
-    "seed": Param(int, 0, 2**32 - 1),  # numpy seeds are non-negative
-    "batch_size": Param(int, 1, 1_000_000),
-    "lr": Param(float, 0.0, 10.0, lo_open=True),
-    "weight_decay": Param(float, 0.0, 10.0),
-    "warmup": Param(float, 0.0, 1.0),
-    "grad_clip": Param(float, 0.0, 1e6),  # 0: no clipping
-    "patience": Param(int, 0, 1_000_000, optional=True),
-    "per_class": Param(int, 1, None, optional=True),
-    "order": Param(str, choices=ORDERS),
-    "modality_dropout": Param(float, 0.0, 1.0, hi_open=True),
-}
-
-
-@dataclass
-class FitOptions:
-    """Everything that decides a fit besides the cache; stored verbatim in config.json."""
-
-    head: str
-    modalities: list[str] | None = None  # None: what the head takes, among what the cache holds
-    split: str = "stratified"
-    val_fraction: float = 0.1
-    epochs: int = 50
-    seed: int = 0
-    device: str = "auto"
-    layers: list[str] | None = None  # "--layers" values: "12,18,24", "last", "audio=12,18"
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup: float = 0.05
-    grad_clip: float = 1.0
-    patience: int | None = 10
-    per_class: int | None = None
-    order: str = "random"
-    dedup_text: bool = False
-    label_column: str | None = None
-    classes: list[str] | None = None
-    modality_dropout: float = 0.0
-    head_params: dict[str, Any] = field(default_factory=dict)
-    name: str | None = None
-    # Train on all of the cache (less validation) and test on another corpus' cache (cross_corpus.py).
-    test_cache: str | None = None
-    label_map: dict[str, str] | list[str] | None = None  # test cache class SRC -> run class DST
-    overlap: str = "refuse"  # test cache clips the run trains or validates on: refuse | exclude | include
-
-    def __post_init__(self) -> None:
-        if isinstance(self.modalities, str):
-            self.modalities = [m.strip() for m in self.modalities.split(",") if m.strip()]
-        if isinstance(self.classes, str):
-            self.classes = [c.strip() for c in self.classes.split(",") if c.strip()]
-        if isinstance(self.layers, str):
-            self.layers = [self.layers]
-        split = parse_split(self.split)
-        if self.test_cache is not None:
-            from emo.fusion.label_map import parse_label_map
-            from emo.fusion.overlap import check_policy
-
-            self.test_cache = str(self.test_cache)
-            self.label_map = self.label_map if isinstance(self.label_map, dict) else parse_label_map(self.label_map)
-            check_policy(self.overlap)
-            validation_only(split)
-        elif self.label_map:
-            raise EmoError("--label-map needs --test-cache (it maps the test cache's classes to the run's)")
-        try:  # every declared option: type, finiteness, range (the head hyperparameters' checks)
-            for name, param in FIT_PARAMS.items():
-                setattr(self, name, param.check("--" + name.replace("_", "-"), getattr(self, name)))
-        except ValueError as err:
-            raise EmoError(str(err)) from None
-        from emo.fusion.heads.registry import check_hparams
-
-        # Head hyperparameters are checked now, before the cache is read (and again when built).
-        checked = check_hparams(self.head, dict(self.head_params or {}))
-        self.head_params = {k: checked[k] for k in self.head_params or {}}
-
-    def train_settings(self) -> TrainSettings:
-        return TrainSettings(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-            warmup=self.warmup, grad_clip=self.grad_clip, patience=self.patience or None,
-            modality_dropout=self.modality_dropout,
-        )
+from emo.fusion.sampling import dedup_text, per_class
+from emo.fusion.splits import make_folds, parse_split
+from emo.fusion.train import deterministic, predict, resolve_device, train_fold
 
 
 @dataclass

@@ -10,8 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from emo.errors import EmoError
-
-ORDERS = ("random", "short", "long")
+from emo.fusion.options import ORDERS  # one definition, shared with FitOptions
 
 
 def dedup_text(texts: Sequence[str]) -> np.ndarray:

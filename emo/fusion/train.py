@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from emo.fusion.augment import Augment, augment_batch, mix_batch
 from emo.fusion.data import CachedData
 from emo.fusion.metrics import weighted_f1
 
@@ -31,6 +32,8 @@ class TrainSettings:
     patience: int | None = 10  # epochs without a better validation weighted F1; None: never stop early
     modality_dropout: float = 0.0
     eval_batch_size: int = 128
+    class_weights: str = "none"  # "balanced": inverse training class frequency
+    augment: Augment = field(default_factory=Augment)
 
 
 @dataclass
@@ -158,6 +161,23 @@ def feature_stats(data: CachedData, keys: Sequence[str], rows: np.ndarray, chunk
     return stats
 
 
+def class_weights(train_labels: np.ndarray, n_classes: int, mode: str, device):
+    """None (plain cross-entropy), or per-class weights n / (K n_c) from the training labels ("balanced").
+
+    sklearn's "balanced" formula: each class then carries the same total weight, which is what
+    UAR (the mean of per-class recalls) rewards. A class absent from training gets weight 1.
+    """
+    if mode == "none":
+        return None
+    import torch
+
+    counts = np.bincount(train_labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
 def train_fold(
     head,
     data: CachedData,
@@ -177,8 +197,11 @@ def train_fold(
     """
     import torch
 
-    head.set_feature_stats(feature_stats(data, keys, train_rows))
+    stats = feature_stats(data, keys, train_rows)
+    head.set_feature_stats(stats)
     head.to(device)
+    fill = {key: mean.to(device) for key, (mean, _) in stats.items()}  # feature masking's value
+    weights = class_weights(labels[train_rows], head.n_classes, settings.class_weights, device)
     steps_per_epoch = math.ceil(len(train_rows) / settings.batch_size)
     total_steps = max(1, steps_per_epoch * settings.epochs)
     decay, no_decay = [], []
@@ -205,9 +228,17 @@ def train_fold(
             rows = order[start : start + settings.batch_size]
             batch = data.batch(rows, keys, device, dropout_masks(data, rows, keys, settings.modality_dropout, rng))
             target = targets[torch.from_numpy(rows).to(device)]
+            augment = settings.augment
+            if augment.time_mask or augment.feature_mask:
+                batch = augment_batch(batch, augment, rng, fill)
+            if augment.mixup:
+                batch, partner, lam = mix_batch(batch, augment.mixup, rng)
             with _autocast(device):
-                logits = head(batch)
-            loss = torch.nn.functional.cross_entropy(logits.float(), target)
+                logits = head(batch).float()
+            loss = torch.nn.functional.cross_entropy(logits, target, weight=weights)
+            if augment.mixup:
+                partner_loss = torch.nn.functional.cross_entropy(logits, target[partner.to(device)], weight=weights)
+                loss = lam * loss + (1.0 - lam) * partner_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings.grad_clip:
