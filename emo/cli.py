@@ -387,8 +387,14 @@ def sweep_command(
     classes: Optional[str] = typer.Option(None, "--classes", help="Comma list of the classes to keep."),
     hparams: List[str] = typer.Option([], "--set", help="Head hyperparameter KEY=VALUE for every run (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace runs already in --out."),
+    search: str = typer.Option("grid", "--search", help="grid (every --grid point, or --random N of them) | optuna (TPE + median pruning)."),
+    trials: Optional[int] = typer.Option(None, "--trials", help="optuna: trials in the whole study, shared by every worker."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="optuna: journal:PATH, a .log/.db file, or an RDB URL (default: a journal file in --out)."),
+    study: Optional[str] = typer.Option(None, "--study", help="optuna: study name (default: the --out folder's name)."),
+    space: Optional[Path] = typer.Option(None, "--space", help="optuna: JSON/YAML search space (default: the heads' default space)."),
+    heartbeat: int = typer.Option(60, "--heartbeat", help="optuna: seconds between a running trial's heartbeats; silent for twice that = lost, re-run."),
 ) -> None:
-    """Fit heads x grid x seeds from one in-memory load of the cache; one results table (and results.csv)."""
+    """Fit heads x grid x seeds from one in-memory load of the cache, or share an Optuna search between workers."""
     from rich.console import Console
 
     from rich.markup import escape
@@ -402,6 +408,15 @@ def sweep_command(
         seed_list = [int(s) for s in _fusion_list(seeds) or [0]]
     except ValueError:
         fail(f"--seeds {seeds!r}: expected integers like 0,1,2")
+    if search not in ("grid", "optuna"):
+        fail(f"--search {search!r}: expected grid or optuna")
+    if search == "optuna":
+        _sweep_optuna(cache, head, out, grid, seed_list, random, modalities, split, epochs, device, label_column,
+                      classes, hparams, trials, storage, study, space, heartbeat, console)
+        return
+    optuna_only = [flag for flag, value in (("--trials", trials), ("--storage", storage), ("--study", study), ("--space", space)) if value is not None]
+    if optuna_only:
+        fail(f"{', '.join(optuna_only)}: only with --search optuna")
     result = sweep(
         cache, heads=_fusion_list(head) or [], out=out, grid=parse_grid(grid), seeds=seed_list, random=random,
         modalities=_fusion_list(modalities), head_params=parse_assignments(hparams), overwrite=overwrite,
@@ -410,6 +425,42 @@ def sweep_command(
     )
     columns = [c for c in result.columns if not c.endswith("_std")]
     console.print(runs_table(result.rows, columns, title=f"sweep · {cache}"))
+    console.print(f"results: {escape(str(result.csv_path))}", highlight=False)
+
+
+def _sweep_optuna(cache, head, out, grid, seed_list, random, modalities, split, epochs, device, label_column,
+                  classes, hparams, trials, storage, study, space, heartbeat, console) -> None:
+    from rich.markup import escape
+
+    from emo.fusion.display import runs_table
+    from emo.fusion.search import search
+    from emo.fusion.search_space import grid_space, load_space_file
+    from emo.fusion.sweep import parse_assignments, parse_grid
+
+    if trials is None:
+        fail("--search optuna needs --trials N (the whole study's budget)")
+    if random is not None:
+        fail("--random is a grid search; with --search optuna give --trials")
+    if space is not None and grid:
+        fail("--space and --grid both define the search space; give one")
+    if len(seed_list) != 1:
+        fail("--search optuna takes one --seeds value (every trial uses it)")
+
+    def show(row: dict) -> None:
+        score = f"val wF1 {row['val_weighted_f1']:.4f}  UAR {row['uar']:.4f}" if "uar" in row else row["state"]
+        note = f"  ({row['note']})" if row.get("note") else ""
+        console.print(f"[dim]trial {row['trial']}[/] {row['head']}  {escape(score + note)}", highlight=False)
+
+    chosen = load_space_file(space) if space is not None else grid_space(parse_grid(grid)) if grid else None
+    result = search(
+        cache, heads=_fusion_list(head) or [], out=out, trials=trials, space=chosen, storage=storage, study=study,
+        seed=seed_list[0], modalities=_fusion_list(modalities), head_params=parse_assignments(hparams),
+        heartbeat=heartbeat, on_trial=show, split=split, epochs=epochs, device=device, label_column=label_column,
+        classes=_fusion_list(classes),
+    )
+    columns = [c for c in result.columns if not c.endswith("_std") and c not in ("worker", "note")]
+    shown = [{**r, "val_weighted_f1": f"{r['val_weighted_f1']:.3f}"} if "val_weighted_f1" in r else r for r in result.rows]
+    console.print(runs_table(shown, columns, title=f"optuna search · {cache}"))
     console.print(f"results: {escape(str(result.csv_path))}", highlight=False)
 
 

@@ -101,10 +101,7 @@ def sweep(
     **common: Any,
 ) -> SweepResult:
     """Fit every combination; the cache is read once (union of the heads' modalities) and shared."""
-    from emo.cache import CacheReader
-    from emo.fusion.data import load_data, modality_kind, parse_layers
     from emo.fusion.heads import HEADS
-    from emo.fusion.train import resolve_device
 
     grid = dict(grid or {})
     if not heads:
@@ -123,16 +120,7 @@ def sweep(
         _fit_arguments(item, head_params, common, HEADS)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-
-    reader = CacheReader(cache)
-    kinds = {m: modality_kind(reader, m) for m in reader.modalities}
-    per_head = {h: list(modalities) if modalities else default_modalities(h, kinds, cache) for h in heads}
-    union = [m for m in reader.modalities if any(m in v for v in per_head.values())]
-    data = load_data(
-        cache, union, layers=parse_layers(common.get("layers"), [m for m in union if kinds[m] == "features"]),
-        label_column=common.get("label_column"),
-        classes=common.get("classes"), device=resolve_device(common.get("device", "auto")), reader=reader,
-    )
+    data, per_head = load_for_heads(cache, heads, modalities, common)
 
     rows: list[dict] = []
     columns = ["run", "head", "seed", *grid, *HEADLINE]
@@ -173,6 +161,24 @@ def _fit_arguments(item: dict, head_params: dict | None, common: dict, heads: di
         point = ", ".join(f"{k}={v}" for k, v in params.items())
         raise EmoError(f"sweep point {h}{' ' + point if point else ''}: {err}") from None
     return arguments
+
+
+def load_for_heads(cache, heads: Sequence[str], modalities: Sequence[str] | None, common: dict):
+    """(CachedData with the union of the heads' modalities, {head: its modalities}): one read of the cache."""
+    from emo.cache import CacheReader
+    from emo.fusion.data import load_data, modality_kind, parse_layers
+    from emo.fusion.train import resolve_device
+
+    reader = CacheReader(cache)
+    kinds = {m: modality_kind(reader, m) for m in reader.modalities}
+    per_head = {h: list(modalities) if modalities else default_modalities(h, kinds, cache) for h in heads}
+    union = [m for m in reader.modalities if any(m in v for v in per_head.values())]
+    data = load_data(
+        cache, union, layers=parse_layers(common.get("layers"), [m for m in union if kinds[m] == "features"]),
+        label_column=common.get("label_column"),
+        classes=common.get("classes"), device=resolve_device(common.get("device", "auto")), reader=reader,
+    )
+    return data, per_head
 
 
 def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
