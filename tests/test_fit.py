@@ -342,3 +342,20 @@ def test_reduction_rate_comes_from_the_fingerprint_and_a_too_long_window_is_refu
         assert out.exit_code == 1, out.output
         assert message in out.output and "Traceback" not in out.output
         assert len(out.output.strip().splitlines()) == 1, out.output
+
+
+def test_training_batches_group_clips_of_similar_length():
+    from emo.fusion.train import length_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 1000, 500)
+    rows = np.arange(3, 500)
+    batches = length_batches(rows, lengths, 16, rng)
+    assert sorted(np.concatenate(batches).tolist()) == rows.tolist()  # every clip once per epoch
+    assert max(len(b) for b in batches) == 16 and len(batches) == -(-len(rows) // 16)
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    shuffled = rows[rng.permutation(len(rows))]
+    random_padded = sum(len(b) * lengths[b].max() for b in np.array_split(shuffled, len(batches)))
+    assert padded < 0.7 * random_padded
+    # Batches differ between epochs.
+    assert [b.tolist() for b in length_batches(rows, lengths, 16, rng)] != [b.tolist() for b in batches]

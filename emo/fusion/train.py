@@ -111,25 +111,55 @@ def dropout_masks(
     return {k: drop_clip & (choice == i) for i, k in enumerate(keys)}
 
 
+def longest_input(data: CachedData, keys: Sequence[str]) -> np.ndarray:
+    """(N,) frames of each clip's longest input: what a batch pads to."""
+    return np.max(np.stack([data.modalities[k].lengths for k in keys]), axis=0)
+
+
+# Batches are cut from pools of this many batches' worth of shuffled clips sorted by length.
+# Clips of similar length then share a batch, so little compute goes to padding (attention pays
+# for padded frames too), while batch contents and order stay random from epoch to epoch.
+LENGTH_POOL = 8
+
+
+def length_batches(rows: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch of training batches: shuffled, grouped by length within pools, in shuffled order."""
+    order = rows[rng.permutation(len(rows))]
+    batches = []
+    span = batch_size * LENGTH_POOL
+    for start in range(0, len(order), span):
+        pool = order[start : start + span]
+        pool = pool[np.argsort(lengths[pool], kind="stable")]
+        batches += [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def predict(
     head, data: CachedData, rows: np.ndarray, keys: Sequence[str], device, labels: np.ndarray, batch_size: int = 128
 ):
-    """(probabilities (N, K) float64, mean cross-entropy) of `head` on `rows`; labels are per data row."""
+    """(probabilities (N, K) float64, mean cross-entropy) of `head` on `rows`; labels are per data row.
+
+    Clips are scored in order of length (less padding; a clip's output does not depend on its
+    batch) and returned in the order of `rows`.
+    """
     import torch
 
     head.eval()
     probs, loss_sum = [], None
-    labels = torch.from_numpy(labels[rows]).to(device)
+    by_length = np.argsort(longest_input(data, keys)[rows], kind="stable")
+    sorted_rows = rows[by_length]
+    labels = torch.from_numpy(labels[sorted_rows]).to(device)
     with torch.no_grad(), _autocast(device):
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
+        for start in range(0, len(sorted_rows), batch_size):
+            chunk = sorted_rows[start : start + batch_size]
             logits = head(data.batch(chunk, keys, device)).float()
             part = torch.nn.functional.cross_entropy(logits, labels[start : start + len(chunk)], reduction="sum")
             loss_sum = part if loss_sum is None else loss_sum + part
             probs.append(torch.softmax(logits, dim=-1))
     if not probs:
         return np.zeros((0, head.n_classes)), None
-    out = torch.cat(probs).double().cpu().numpy()
+    out = np.empty((len(rows), head.n_classes))
+    out[by_length] = torch.cat(probs).double().cpu().numpy()
     return out, float(loss_sum) / len(rows)
 
 
@@ -202,6 +232,7 @@ def train_fold(
     head.to(device)
     fill = {key: mean.to(device) for key, (mean, _) in stats.items()}  # feature masking's value
     weights = class_weights(labels[train_rows], head.n_classes, settings.class_weights, device)
+    clip_lengths = longest_input(data, keys)
     steps_per_epoch = math.ceil(len(train_rows) / settings.batch_size)
     total_steps = max(1, steps_per_epoch * settings.epochs)
     decay, no_decay = [], []
@@ -222,10 +253,9 @@ def train_fold(
     for epoch in range(1, settings.epochs + 1):
         tick = time.perf_counter()
         head.train()
-        order = train_rows[rng.permutation(len(train_rows))]
+        batches = length_batches(train_rows, clip_lengths, settings.batch_size, rng)
         loss_sum = torch.zeros((), device=device)
-        for start in range(0, len(order), settings.batch_size):
-            rows = order[start : start + settings.batch_size]
+        for rows in batches:
             batch = data.batch(rows, keys, device, dropout_masks(data, rows, keys, settings.modality_dropout, rng))
             target = targets[torch.from_numpy(rows).to(device)]
             augment = settings.augment
@@ -246,7 +276,7 @@ def train_fold(
             optimizer.step()
             scheduler.step()
             loss_sum += loss.detach() * len(rows)
-        record = {"epoch": epoch, "train_loss": float(loss_sum) / len(order), "lr": scheduler.get_last_lr()[0]}
+        record = {"epoch": epoch, "train_loss": float(loss_sum) / len(train_rows), "lr": scheduler.get_last_lr()[0]}
 
         if len(val_rows):
             probs, val_loss = predict(head, data, val_rows, keys, device, labels, settings.eval_batch_size)
