@@ -202,6 +202,10 @@ def extract_command(
     batch_seconds: float = typer.Option(DEFAULT_BATCH_SECONDS, "--batch-seconds", help="Audio per encoder batch, in seconds."),
     workers: Optional[int] = typer.Option(None, "--workers", help="CPU threads decoding ahead of the encoder (default: cores - 1, at most 8)."),
     option: List[str] = typer.Option([], "--option", "-O", help="Dataset adapter option KEY=VALUE (repeatable; see `emo datasets --name NAME`)."),
+    allow_outside_paths: bool = typer.Option(
+        False, "--allow-outside-paths",
+        help="manifest: accept media paths outside the manifest's folder (absolute, or climbing out with '..'); refused by default.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Extract frozen-encoder sequences of a dataset into an HDF5 cache (resumable: rerun to continue).
@@ -235,6 +239,8 @@ def extract_command(
             workers=workers if workers is not None else default_workers(),
         )
         dataset_options = dict(_key_value(item) for item in option)
+        if allow_outside_paths:
+            dataset_options["allow_outside_paths"] = True
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     console = Console()

@@ -228,3 +228,96 @@ def test_a_merge_that_fails_half_way_leaves_no_partial_file(tmp_path, monkeypatc
     with pytest.raises(CacheError, match="disk full"):
         merge_module.merge_caches([tmp_path / "s0.h5", tmp_path / "s1.h5"], tmp_path / "m.h5")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "s0.h5", "s1.h5"]
+
+
+# -- 7. file-system oddities ------------------------------------------------------------------
+def test_symlink_loops_and_dangling_links_are_skipped_files_with_reasons(tmp_path):
+    from emo.extract.datasets import load_clips
+
+    root = tmp_path / "ravdess" / "Actor_01"
+    root.mkdir(parents=True)
+    write_wav(root / "03-01-01-01-01-01-01.wav")
+    (root / "03-01-05-01-01-01-01.wav").symlink_to(root / "03-01-05-01-01-01-01.wav")  # a file that is its own link
+    (root / "03-01-04-01-01-01-01.wav").symlink_to(root / "gone.wav")  # dangling
+    (root / "back").symlink_to(tmp_path / "ravdess")  # a folder loop
+    scan = load_clips("ravdess", tmp_path / "ravdess")
+    assert [c.id for c in scan.clips] == ["01-01-01-01-01-01"]  # ravdess ids drop the modality field
+    reasons = {Path(path).name: reason for path, reason in scan.skipped}
+    assert reasons["03-01-05-01-01-01-01.wav"] == "symlink loop (the link resolves to itself)"
+    assert reasons["03-01-04-01-01-01-01.wav"].startswith("dangling symlink (its target")
+    assert reasons["back"].startswith("symlink loop: folder already scanned")
+
+
+def test_manifest_media_that_loop_or_dangle_are_skipped_rows(tmp_path):
+    root, cache = tmp_path / "data", tmp_path / "c.h5"
+    rows = make_dataset(root, n=2)
+    (root / "loop.wav").symlink_to(root / "loop.wav")
+    (root / "dangling.wav").symlink_to(root / "nowhere.wav")
+    rows += [{"id": "l", "label": "sad", "speaker": "s0", "audio": "loop.wav"},
+             {"id": "d", "label": "sad", "speaker": "s0", "audio": "dangling.wav"}]
+    write_manifest(root, rows)
+    result = extract(root, cache)
+    assert result.exit_code == 0, result.output
+    assert "2 files skipped" in result.output
+    assert "audio file is a symlink loop" in result.output and "audio file is a dangling symlink" in result.output
+    assert CacheReader(cache).clips.ids == ["a0", "a1"]
+
+
+# -- 8. numbers ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["--fps", "nan"], "--fps must be a positive finite number, not nan"),
+    (["--fps", "inf"], "--fps must be a positive finite number, not inf"),
+    (["--batch-seconds", "nan"], "--batch-seconds must be a positive finite number, not nan"),
+    (["--batch-seconds", "-1"], "--batch-seconds must be a positive finite number"),
+])
+def test_non_finite_or_negative_extract_options_are_usage_errors(tmp_path, args, message):
+    root = tmp_path / "data"
+    make_dataset(root, n=1)
+    result = extract(root, tmp_path / "c.h5", *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_manifest_durations_must_be_positive_finite_seconds(tmp_path):
+    from emo.extract.datasets import load_clips
+
+    root = tmp_path / "data"
+    rows = make_dataset(root, n=5)
+    for row, value in zip(rows, ["nan", "-5", "inf", "0", "1.5"]):
+        row["duration"] = value
+    write_manifest(root, rows)
+    scan = load_clips("manifest", root)
+    assert [(c.id, c.duration) for c in scan.clips] == [("a4", 1.5)]
+    reasons = [reason for _, reason in scan.skipped]
+    assert reasons == [f"duration {v!r} is not a positive finite number of seconds" for v in ["nan", "-5", "inf", "0"]]
+
+
+# -- 9. manifest paths stay in the manifest's folder ---------------------------------------------
+def test_manifest_paths_outside_its_folder_are_refused_unless_allowed(tmp_path):
+    from emo.extract.datasets import load_clips
+
+    root = tmp_path / "data"
+    rows = make_dataset(root, n=1)
+    outside = write_wav(tmp_path / "outside.wav")
+    (root / "sub").mkdir()
+    write_wav(root / "sub" / "inside.wav")
+    rows += [
+        {"id": "abs", "label": "sad", "speaker": "s0", "audio": str(outside)},
+        {"id": "up", "label": "sad", "speaker": "s0", "audio": "../outside.wav"},
+        {"id": "sys", "label": "sad", "speaker": "s0", "audio": "../../../../../../../etc/passwd"},
+        {"id": "ok", "label": "sad", "speaker": "s0", "audio": "sub/../sub/inside.wav"},  # `..` that stays inside
+    ]
+    write_manifest(root, rows)
+    scan = load_clips("manifest", root)
+    assert [c.id for c in scan.clips] == ["a0", "ok"]
+    assert len(scan.skipped) == 3
+    assert all("is outside the manifest's folder" in reason and "--allow-outside-paths" in reason for _, reason in scan.skipped)
+
+    result = extract(root, tmp_path / "c.h5")
+    assert result.exit_code == 0 and "3 files skipped" in result.output
+    result = extract(root, tmp_path / "all.h5", "--allow-outside-paths")
+    assert result.exit_code == 0, result.output
+    reader = CacheReader(tmp_path / "all.h5")
+    assert sorted(reader.clips.ids) == ["a0", "abs", "ok", "sys", "up"]
+    assert failures(tmp_path / "all.h5")["sys"][0] == "failed"  # allowed, opened, and not audio
+    assert str(outside) in reader.clips.audio_paths

@@ -5,6 +5,7 @@ Standard library only: `emo.cli` imports this at start-up, so `emo --help` stays
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -52,16 +53,16 @@ class ExtractOptions:
     def __post_init__(self) -> None:
         if self.fps is not None and self.frames is not None:
             raise ValueError("give --fps or --frames, not both")
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError(f"--fps must be positive, not {self.fps}")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"--fps must be a positive finite number, not {self.fps}")
         if self.frames is not None and self.frames <= 0:
             raise ValueError(f"--frames must be positive, not {self.frames}")
         if self.face_size is not None and self.face_size <= 0:
             raise ValueError(f"--face-size must be positive, not {self.face_size}")
         if self.whisper_input not in (None, "cut", "pad30"):
             raise ValueError(f"--whisper-input must be cut or pad30, not {self.whisper_input!r}")
-        if self.batch_seconds <= 0:
-            raise ValueError(f"--batch-seconds must be positive, not {self.batch_seconds}")
+        if not (math.isfinite(self.batch_seconds) and self.batch_seconds > 0):
+            raise ValueError(f"--batch-seconds must be a positive finite number, not {self.batch_seconds}")
         if self.workers < 1:
             raise ValueError(f"--workers must be at least 1, not {self.workers}")
 

@@ -6,8 +6,10 @@ of CREMA-D's 7442 clips takes a fraction of a second.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -60,25 +62,62 @@ def require_folder(root: Path, what: str) -> Path:
     return root
 
 
-def list_files(folder: Path, recursive: bool = False) -> list[FileEntry]:
-    """Files of a folder sorted by path; dot-files (.DS_Store, macOS `._x` copies) are OS clutter, not data."""
+def list_files(folder: Path, recursive: bool = False, skipped: list[tuple[str, str]] | None = None) -> list[FileEntry]:
+    """Files of a folder sorted by path; dot-files (.DS_Store, macOS `._x` copies) are OS clutter, not data.
+
+    File-system oddities never abort the scan: a symlink loop (file or folder), a dangling
+    symlink, a folder reached twice through links, or an entry that cannot be stat'ed becomes
+    a (path, reason) in `skipped`, listed with the adapter's other skips.
+    """
     entries: list[FileEntry] = []
+    skips: list[tuple[str, str]] = [] if skipped is None else skipped
+    seen_dirs: set[tuple[int, int]] = set()
+    try:
+        top = os.stat(folder)
+        seen_dirs.add((top.st_dev, top.st_ino))
+    except OSError:
+        pass
     pending = [str(folder)]
     while pending:
-        with os.scandir(pending.pop()) as listing:
-            for entry in listing:
-                if entry.name.startswith("."):
+        try:
+            listing = list(os.scandir(pending.pop()))
+        except OSError as exc:
+            skips.append((exc.filename or str(folder), f"unreadable folder ({exc.strerror})"))
+            continue
+        for entry in listing:
+            if entry.name.startswith("."):
+                continue
+            try:
+                st = entry.stat()  # follows symlinks: a loop or a dangling link raises here
+            except OSError as exc:
+                skips.append((entry.path, _link_problem(entry.path, exc)))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if not recursive:
                     continue
-                if entry.is_dir():
-                    if recursive:
-                        pending.append(entry.path)
-                elif entry.is_file():
-                    stem, dot, ext = entry.name.rpartition(".")
-                    if not dot:
-                        stem, ext = entry.name, ""
-                    entries.append(FileEntry(entry.path, entry.name, stem, ext.lower(), entry.stat().st_size))
+                key = (st.st_dev, st.st_ino)
+                if key in seen_dirs:
+                    skips.append((entry.path, f"symlink loop: folder already scanned as {os.path.realpath(entry.path)}"))
+                    continue
+                seen_dirs.add(key)
+                pending.append(entry.path)
+            elif stat.S_ISREG(st.st_mode):
+                stem, dot, ext = entry.name.rpartition(".")
+                if not dot:
+                    stem, ext = entry.name, ""
+                entries.append(FileEntry(entry.path, entry.name, stem, ext.lower(), st.st_size))
+            else:
+                skips.append((entry.path, "not a regular file (device, socket or pipe)"))
     entries.sort(key=lambda e: e.path)
     return entries
+
+
+def _link_problem(path: str, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symlink loop (the link resolves to itself)"
+    if exc.errno == errno.ENOENT and os.path.islink(path):
+        return f"dangling symlink (its target {os.readlink(path)} does not exist)"
+    return f"cannot stat ({exc.strerror})"
 
 
 def unknown_code(path: str, field_name: str, code: str, known: Iterable[str]) -> DatasetError:

@@ -124,7 +124,7 @@ def scan(root: Path, *, meta: str | Path | None = None, keep_broken: bool | str 
     skipped: list[tuple[str, str]] = []
     takes: dict[str, dict[str, str]] = {}
     for folder, modality, ext in present:
-        for entry in list_files(folder):
+        for entry in list_files(folder, skipped=skipped):
             if entry.ext != ext:
                 skipped.append((entry.path, f"not a .{ext} file"))
                 continue

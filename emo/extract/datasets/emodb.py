@@ -45,7 +45,7 @@ def scan(root: Path) -> DatasetScan:
     folder = root / "wav" if (root / "wav").is_dir() else root
     skipped: list[tuple[str, str]] = []
     clips = []
-    for entry in list_files(folder):
+    for entry in list_files(folder, skipped=skipped):
         if entry.ext not in ("wav", "flac"):
             skipped.append((entry.path, "not a .wav or .flac file"))
             continue

@@ -63,7 +63,7 @@ def scan(root: Path, *, text_source: str = "transcript") -> DatasetScan:
     for wav_folder in sorted(p for p in root.rglob("wav") if p.is_dir()):
         speaker_folder = wav_folder.parent
         group = speaker_folder.parent.name
-        for entry in list_files(wav_folder):
+        for entry in list_files(wav_folder, skipped=skipped):
             if entry.ext != "wav":
                 skipped.append((entry.path, "not a .wav file"))
                 continue

@@ -3,18 +3,26 @@
 Columns: id, label, speaker (required), audio / video (paths, relative to the manifest's
 folder), text, duration (seconds); every other column becomes an extra. ROOT is the
 manifest file, or a folder holding manifest.csv or manifest.jsonl.
+
+A manifest is data someone handed over: media paths are confined to the manifest's folder
+(an absolute path or a `..` that climbs out of it is a skipped row with the reason) unless
+the `allow_outside_paths` option (`emo extract --allow-outside-paths`) says otherwise.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import math
+import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
 from emo.clip import Clip
 from emo.errors import DatasetError
-from emo.extract.datasets.base import Adapter, DatasetScan, as_list
+from emo.extract.datasets.base import Adapter, DatasetScan, as_flag, as_list
 
 REQUIRED = ("id", "label", "speaker")
 MEDIA = ("audio", "video")
@@ -70,10 +78,44 @@ def _value(raw: Any) -> str | None:
     return text or None
 
 
-def scan(root: Path, *, labels: str | list[str] | None = None) -> DatasetScan:
+def _media_path(folder: Path, column: str, raw: str, allow_outside: bool) -> tuple[str | None, str | None]:
+    """(absolute path of a manifest row's media file, None) or (None, why the row is skipped)."""
+    given = Path(raw).expanduser()
+    joined = Path(os.path.normpath(folder / given))  # lexical: `..` counted before any link is followed
+    outside = given.is_absolute() or os.path.commonpath([str(folder), str(joined)]) != str(folder)
+    if outside and not allow_outside:
+        return None, (
+            f"{column} path {raw!r} is outside the manifest's folder {folder} "
+            "(absolute paths and '..' are refused; --allow-outside-paths allows them)"
+        )
+    try:
+        st = os.stat(joined)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, f"{column} file is a symlink loop: {joined}"
+        if os.path.islink(joined):
+            return None, f"{column} file is a dangling symlink: {joined} -> {os.readlink(joined)}"
+        return None, f"{column} file not found: {joined}"
+    if not stat.S_ISREG(st.st_mode):
+        return None, f"{column} path is not a file: {joined}"
+    return str(joined.resolve()), None
+
+
+def _duration(raw: str) -> tuple[float | None, str | None]:
+    try:
+        value = float(raw)
+    except ValueError:
+        return None, f"duration {raw!r} is not a number"
+    if not math.isfinite(value) or value <= 0:
+        return None, f"duration {raw!r} is not a positive finite number of seconds"
+    return value, None
+
+
+def scan(root: Path, *, labels: str | list[str] | None = None, allow_outside_paths: bool = False) -> DatasetScan:
     path = _find(root)
     folder = path.parent
     order = as_list(labels, "labels")
+    allow_outside = as_flag(allow_outside_paths, "allow_outside_paths")
     rows = _jsonl_rows(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _csv_rows(path)
 
     skipped: list[tuple[str, str]] = []
@@ -97,11 +139,10 @@ def scan(root: Path, *, labels: str | list[str] | None = None) -> DatasetScan:
             missing = None
             for column in MEDIA:
                 if row.get(column) is not None:
-                    media_path = (folder / Path(row[column]).expanduser()).resolve()
-                    if not media_path.is_file():
-                        missing = f"{column} file not found: {media_path}"
+                    media_path, missing = _media_path(folder, column, row[column], allow_outside)
+                    if missing:
                         break
-                    media[column] = str(media_path)
+                    media[column] = media_path
             if missing:
                 skipped.append((where, missing))
                 continue
@@ -110,10 +151,9 @@ def scan(root: Path, *, labels: str | list[str] | None = None) -> DatasetScan:
                 continue
             duration = None
             if row.get("duration") is not None:
-                try:
-                    duration = float(row["duration"])
-                except ValueError:
-                    skipped.append((where, f"duration {row['duration']!r} is not a number"))
+                duration, bad = _duration(row["duration"])
+                if bad:
+                    skipped.append((where, bad))
                     continue
             clips.append(
                 Clip(
@@ -140,5 +180,8 @@ ADAPTER = Adapter(
     layout="ROOT = manifest.csv / .jsonl with columns id,label,speaker + audio,video,text (paths relative to it)",
     labels=None,
     scan=scan,
-    option_help={"labels": "comma-separated label order (default: sorted labels found); other labels are an error"},
+    option_help={
+        "labels": "comma-separated label order (default: sorted labels found); other labels are an error",
+        "allow_outside_paths": "true: accept absolute media paths and '..' out of the manifest's folder (default: refused)",
+    },
 )

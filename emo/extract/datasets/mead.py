@@ -40,7 +40,7 @@ def scan(root: Path, *, view: str | list[str] | None = None) -> DatasetScan:
     skipped: list[tuple[str, str]] = []
     clips = []
     audio: dict[tuple[str, ...], str] = {}
-    for entry in list_files(root, recursive=True):
+    for entry in list_files(root, recursive=True, skipped=skipped):
         path = Path(entry.path)
         if entry.ext == "m4a":
             parsed = _nested(path, "audio")

@@ -41,7 +41,7 @@ def scan(root: Path, *, channel: str = "speech") -> DatasetScan:
 
     skipped: list[tuple[str, str]] = []
     takes: dict[str, dict[str, str]] = {}
-    for entry in list_files(root, recursive=True):
+    for entry in list_files(root, recursive=True, skipped=skipped):
         match = NAME.match(entry.stem)
         if match is None:
             skipped.append((entry.path, "name is not MM-VV-EE-II-SS-RR-AA"))
