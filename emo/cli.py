@@ -289,6 +289,12 @@ def _fusion_print_metrics(metrics: dict, title: str) -> None:
     Console().print(metrics_table(metrics, title=title))
 
 
+def _fusion_print_normalization(metrics: dict) -> None:
+    normalization = metrics.get("normalize")
+    if normalization:
+        typer.echo(f"--normalize {normalization['mode']}: {normalization['note']}")
+
+
 @app.command("fit")
 def fit_command(
     cache: Path = typer.Argument(..., help="An emo HDF5 cache (from `emo extract`)."),
@@ -314,6 +320,7 @@ def fit_command(
     time_mask: float = typer.Option(fit_default("time_mask"), "--time-mask", help="Training only: per clip, hide one span of up to this fraction of its frames (0: off)."),
     feature_mask: float = typer.Option(fit_default("feature_mask"), "--feature-mask", help="Training only: per clip, set one band of up to this fraction of feature dims to the training mean (0: off)."),
     mixup: float = typer.Option(fit_default("mixup"), "--mixup", help="Training only: mixup of clip pairs with Beta(a, a) weights (0: off)."),
+    normalize: str = typer.Option(fit_default("normalize"), "--normalize", help="none | speaker: standardise each speaker's features with that speaker's own clips (transductive: test speakers too; a single-clip speaker gets global statistics)."),
     name: Optional[str] = typer.Option(None, "--name", help="A name for the run (default: the run directory's)."),
     hparams: List[str] = typer.Option([], "--set", help="Head hyperparameter KEY=VALUE, e.g. d_model=256 (repeatable)."),
     test_cache: Optional[Path] = typer.Option(None, "--test-cache", help="Train on all of CACHE (less --val-fraction for early stopping, carved as --split stratified|speaker says) and test on this other corpus' cache."),
@@ -331,11 +338,12 @@ def fit_command(
         modalities=_fusion_list(modalities), split=split, val_fraction=val_fraction, epochs=epochs, seed=seed,
         device=device, layers=layers or None, batch_size=batch_size, lr=lr, per_class=per_class, order=order,
         dedup_text=dedup_text, label_column=label_column, classes=_fusion_list(classes),
-        modality_dropout=modality_dropout, patience=patience, name=name, class_weights=class_weights,
+        modality_dropout=modality_dropout, normalize=normalize, patience=patience, name=name, class_weights=class_weights,
         time_mask=time_mask, feature_mask=feature_mask, mixup=mixup, head_params=parse_assignments(hparams),
         test_cache=test_cache, label_map=label_map or None, overlap=overlap,
     )
     _fusion_print_metrics(result.metrics, f"{head} · {result.config['split']['spec']} · {out}")
+    _fusion_print_normalization(result.metrics)
 
 
 @app.command("eval")
@@ -373,6 +381,7 @@ def eval_command(
         console.print(f"[dim]·[/] {escape(line)}")
     if out is not None:
         console.print(f"saved to {escape(str(out))}")
+    _fusion_print_normalization(result.metrics)
     if json_out is not None:
         json_out.write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
 
@@ -392,6 +401,7 @@ def sweep_command(
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Clip column used as the label."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Comma list of the classes to keep."),
     hparams: List[str] = typer.Option([], "--set", help="Head hyperparameter KEY=VALUE for every run (repeatable)."),
+    normalize: str = typer.Option(fit_default("normalize"), "--normalize", help="none | speaker (per-speaker standardisation, transductive; see `emo fit --help`)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace runs already in --out."),
     search: str = typer.Option("grid", "--search", help="grid (every --grid point, or --random N of them) | optuna (TPE + median pruning)."),
     trials: Optional[int] = typer.Option(None, "--trials", help="optuna: trials in the whole study, shared by every worker."),
@@ -428,6 +438,7 @@ def sweep_command(
         modalities=_fusion_list(modalities), head_params=parse_assignments(hparams), overwrite=overwrite,
         on_run=lambda row: console.print(f"[dim]done[/] {escape(row['run'])}  UAR {row['uar']:.4f}", highlight=False),
         split=split, epochs=epochs, device=device, label_column=label_column, classes=_fusion_list(classes),
+        normalize=normalize,
     )
     columns = [c for c in result.columns if not c.endswith("_std")]
     console.print(runs_table(result.rows, columns, title=f"sweep · {cache}"))
@@ -519,6 +530,7 @@ def predict_command(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list (file, probabilities, top, missing_modalities)."),
     top: int = typer.Option(3, "--top", min=1, help="Classes shown per clip in the table."),
     device: Optional[str] = typer.Option(None, "--device", help='Torch device; default "cuda" when available, else "cpu".'),
+    speaker: Optional[str] = typer.Option(None, "--speaker", help="All FILEs are clips of this one speaker: needed (with >= 2 clips) by runs fitted with --normalize speaker, whose statistics come from these clips."),
 ) -> None:
     """Score clips with a fitted run: the run's extractors (checked against its fingerprints), then its head."""
     from rich.console import Console
@@ -526,17 +538,23 @@ def predict_command(
 
     from emo.predictor import Predictor
     from emo.predictor.display import predictions_json, predictions_table
+    from emo.fusion import load_run
     from emo.predictor.inputs import attach_texts, group_files
+    from emo.predictor.scoring import check_speaker
 
     err = Console(stderr=True, soft_wrap=True)
-    attach_texts(group_files(files, pair=pair), text or None)  # bad arguments fail before any model loads
+    clips = attach_texts(group_files(files, pair=pair), text or None)  # bad arguments fail before any model loads
+    check_speaker(run, load_run(run).config.get("normalize"), speaker, len(clips))
     predictor = Predictor(run, device=device)
-    predictions = predictor.predict(files, text or None, pair=pair, keep_going=True)
+    predictions = predictor.predict(files, text or None, pair=pair, keep_going=True, speaker=speaker)
     if json_out:
         typer.echo(predictions_json(predictions))
     else:
         if predictor.n_folds > 1:
             err.print(f"[dim]k-fold run: probabilities are the mean of its {predictor.n_folds} fold models[/]")
+        if speaker is not None:
+            err.print(f"[dim]--normalize speaker: features standardised with the statistics of these clips of {speaker}[/]",
+                      highlight=False)
         if any(p.error is None for p in predictions):
             Console().print(predictions_table(predictions, top, title=f"{run} · {predictor.head_name}"))
     failures = [p.error for p in predictions if p.error is not None]

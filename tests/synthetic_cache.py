@@ -37,6 +37,8 @@ def make_synthetic_cache(
     id_prefix: str = "c",
     noise_seed: int | None = None,
     audio_paths=None,
+    speaker_ids: bool = True,
+    speaker_shift: float = 0.0,
 ) -> list[Clip]:
     """Write the cache and return its clips (ids c0000..., speakers s0..., durations = frames / 10 s).
 
@@ -48,6 +50,9 @@ def make_synthetic_cache(
     noise_seed: draw lengths and noise from this seed while the class directions still come from
     `seed` (another "corpus" with the same classes and signal: cross-corpus tests).
     audio_paths(i) -> str records a source audio path per clip (nothing is read from it).
+    speaker_ids=False: the clips record no speaker (an empty id).
+    speaker_shift = a: every feature frame of a speaker is offset by that speaker's own random
+    vector times a, and scaled by its own random factor (a voice's level and range).
     """
     rng = np.random.default_rng(seed)
     signal = {m: float(signal) for m in shapes} if not isinstance(signal, Mapping) else {m: signal.get(m, 0.0) for m in shapes}
@@ -64,18 +69,22 @@ def make_synthetic_cache(
             direction = rng.standard_normal((len(classes), shape[-1]))
             directions[m] = direction / np.linalg.norm(direction, axis=1, keepdims=True)
     draw = rng if noise_seed is None else np.random.default_rng(noise_seed)
+    voices = {m: (speaker_shift * rng.standard_normal((speakers, shape[-1])), np.exp(0.5 * rng.standard_normal((speakers, 1))))
+              for m, shape in shapes.items() if not _is_faces(shape)} if speaker_shift else {}
     i = 0
     for s in range(speakers):
         for c, name in enumerate(classes):
             for _ in range(clips_per_speaker_class):
                 length = int(draw.integers(frames[0], frames[1] + 1))
                 text = f"sentence {i % distinct_texts}" if distinct_texts else f"sentence {i}"
-                clip = Clip(id=f"{id_prefix}{i:04d}", label=name, speaker=f"s{s}", text=text, duration=length / 10.0,
+                clip = Clip(id=f"{id_prefix}{i:04d}", label=name, speaker=f"s{s}" if speaker_ids else "", text=text, duration=length / 10.0,
                             audio=audio_paths(i) if audio_paths else None)
                 clips.append(clip)
                 for m, shape in shapes.items():
                     noise = draw.standard_normal((length, *shape))
                     planted = noise + signal[m] * 2.0 * directions[m][c]
+                    if m in voices:
+                        planted = planted * voices[m][1][s] + voices[m][0][s]
                     if _is_faces(shape):
                         sequences[m][clip.id] = np.clip(128 + 25 * planted, 0, 255).astype(np.uint8)
                     else:

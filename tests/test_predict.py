@@ -257,6 +257,65 @@ def test_keep_going_scores_the_others(demo, run_av_nodrop, tmp_path):
     assert predictions[1].error is None and predictions[1].top is not None
 
 
+# -- baselines and speaker normalisation -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def run_logreg(demo) -> Path:
+    return _fit(demo, "logreg", "logreg", ["audio"], split="speaker")
+
+
+@pytest.fixture(scope="module")
+def run_svm_speaker(demo) -> Path:
+    """An SVM baseline on speaker-normalised audio, split by speaker: a test speaker's clips are all test clips."""
+    return _fit(demo, "svm-speaker", "svm", ["audio"], split="speaker", normalize="speaker")
+
+
+def _test_speaker(run: Path) -> tuple[str, list[dict]]:
+    by_speaker: dict[str, list[dict]] = {}
+    for row in _csv_rows(run):
+        by_speaker.setdefault(row["id"].split("_")[0], []).append(row)
+    return max(by_speaker.items(), key=lambda item: len(item[1]))
+
+
+def _assert_training_probabilities(rows: list[dict], predictions) -> None:
+    classes = [c[2:] for c in rows[0] if c.startswith("p_")]
+    for row, p in zip(rows, predictions):
+        expected = [float(row[f"p_{c}"]) for c in classes]
+        np.testing.assert_allclose([p.probabilities[c] for c in classes], expected, atol=1e-4, err_msg=row["id"])
+
+
+def test_baseline_run_predicts_its_training_probabilities(demo, run_logreg):
+    _, rows = _test_speaker(run_logreg)
+    predictions = predict(run_logreg, [demo.media[r["id"]][1] for r in rows], device="cpu")
+    _assert_training_probabilities(rows, predictions)
+
+
+def test_speaker_normalised_run_needs_several_clips_of_one_named_speaker(demo, run_svm_speaker, run_logreg):
+    from typer.testing import CliRunner
+
+    from emo.cli import app
+
+    speaker, rows = _test_speaker(run_svm_speaker)
+    assert len(rows) == 4  # every clip of the speaker: its statistics at training time came from these
+    files = [demo.media[r["id"]][1] for r in rows]
+    predictions = predict(run_svm_speaker, files, device="cpu", speaker=speaker)
+    _assert_training_probabilities(rows, predictions)
+    assert all(p.speaker == speaker for p in predictions)
+
+    with pytest.raises(EmoError, match="fitted with --normalize speaker.*pass --speaker NAME"):
+        predict(run_svm_speaker, files, device="cpu")
+    with pytest.raises(EmoError, match=r"1 clip\(s\) given; the speaker's statistics need >= 2 clips"):
+        predict(run_svm_speaker, files[:1], device="cpu", speaker=speaker)
+    with pytest.raises(EmoError, match="fitted without --normalize speaker"):
+        predict(run_logreg, files, device="cpu", speaker=speaker)
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["predict", str(run_svm_speaker), files[0], "--speaker", speaker])
+    assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1, refused.output
+    done = runner.invoke(app, ["predict", str(run_svm_speaker), *files, "--speaker", speaker, "--json", "--device", "cpu"])
+    assert done.exit_code == 0, done.output
+    assert [row["speaker"] for row in json.loads(done.stdout)] == [speaker] * 4
+
+
 # -- files -> clips -------------------------------------------------------------------------------
 def test_files_become_clips(tmp_path):
     names = ["a.mp4", "a.wav", "b.wav", "c.mp4", "sub/b.mp4", "d.wav", "e.mp4", "x.txt", "dup/a.mp4"]

@@ -71,8 +71,9 @@ class EpochDisplay(QuietDisplay):
     def epoch(self, record: dict) -> None:
         val_loss = f"{record['val_loss']:9.4f}" if "val_loss" in record else f"{'-':>9}"
         val_f1 = f"{record['val_weighted_f1']:8.4f}" if "val_weighted_f1" in record else f"{'-':>8}"
+        lr = f"{record['lr']:9.2e}" if "lr" in record else f"{'-':>9}"  # no lr: a scikit-learn fit
         self.console.print(
-            f"{record['epoch']:>7} {record['train_loss']:11.4f} {val_loss} {val_f1} {record['lr']:9.2e} {record['seconds']:6.2f}"
+            f"{record['epoch']:>7} {record['train_loss']:11.4f} {val_loss} {val_f1} {lr} {record['seconds']:6.2f}"
         )
         if self.task is not None:
             self.progress.update(self.task, advance=1)

@@ -106,11 +106,18 @@ def evaluate(
 
     if not saved.splits:
         raise EmoError(f"{saved.path}: no splits.json, so the run's test split is unknown")
-    test_ids = sorted({cid for fold in saved.splits for cid in fold["test"]})
+    normalization = config.get("normalize")
+    # Speaker statistics come from every clip of a speaker, as at training time: then load them all.
+    test_ids = sorted({cid for fold in saved.splits for cid in fold["test"]}) if normalization is None else None
     data = load_data(
         cache_path, keys, layers=config["cache"]["layers"], label_column=config.get("label_column"),
         classes=class_names, clip_ids=test_ids, device=device, reader=reader,
     )
+    if normalization is not None:
+        from emo.fusion.normalize import speaker_normalized
+
+        data, info = speaker_normalized(data, keys, cache_path)
+        normalization = {**normalization, **info}
     index = {cid: i for i, cid in enumerate(data.ids)}
     # A run trained with modality dropout was also tested on clips missing a modality.
     allow_missing = config.get("options", {}).get("modality_dropout", 0) > 0
@@ -138,6 +145,8 @@ def evaluate(
     else:
         metrics = aggregate_folds(fold_metrics, score(predictions.true, predictions.predicted, class_names))
     metrics["dropped"] = drop
+    if normalization is not None:
+        metrics["normalize"] = normalization
     return EvalResult(metrics, predictions, cache_path, same_cache, drop)
 
 
@@ -154,7 +163,14 @@ def _evaluate_other(saved, cache_path, keys, drop, device, batch_size, label_map
         label_column=label_column if label_column is not None else config.get("label_column"),
         allow_missing=config.get("options", {}).get("modality_dropout", 0) > 0, device=device,
     )
+    normalization = config.get("normalize")
+    if normalization is not None:
+        from emo.fusion.normalize import normalized_cross
+
+        cross = normalized_cross(cross, keys)
     with deterministic(device):
         metrics, predictions = score_heads(saved.heads(), cross, device, batch_size)
     metrics["dropped"] = drop
+    if normalization is not None:
+        metrics["normalize"] = normalization
     return EvalResult(metrics, predictions, cache_path, False, drop, metrics["cross_corpus"]["notes"])

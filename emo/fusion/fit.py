@@ -56,7 +56,9 @@ def default_modalities(head: str, available: dict[str, str], cache: str | Path) 
     chosen = chosen[: requires.hi]
     if len(chosen) < requires.lo:
         holds = ", ".join(available) or "nothing"
-        raise EmoError(f"head {head!r} needs {requires}; the cache {cache} holds {holds}")
+        crops = " (raw face crops, which this head cannot take: it needs cached encoder features)" if (
+            "faces" in available and not requires.faces_ok) else ""
+        raise EmoError(f"head {head!r} needs {requires}; the cache {cache} holds {holds}{crops}")
     return chosen
 
 
@@ -149,6 +151,16 @@ def fit(
             if (opts.label_column or None) != data.label_column or (opts.classes and opts.classes != data.class_names):
                 raise EmoError("the preloaded data was loaded with another label column or class list")
 
+        normalization = None
+        if opts.normalize != "none":
+            from emo.fusion.normalize import TRANSDUCTIVE, record, speaker_normalized
+
+            data, info = speaker_normalized(data, keys, cache)
+            normalization = record(opts.normalize, info)
+            fallback = info["global_fallback"]
+            note(f"--normalize speaker ({TRANSDUCTIVE})" + (
+                f"; {len(fallback)} speaker(s) with a single clip use global statistics" if fallback else ""))
+
         rows = data.rows_with(keys, allow_missing=opts.modality_dropout > 0)
         skipped = len(data) - len(rows)
         if skipped:
@@ -185,6 +197,10 @@ def fit(
         if opts.test_cache is not None:  # checked before any training: fingerprints, classes, overlap
             seen_rows = rows[np.concatenate([folds[0].train, folds[0].val])]
             cross = _prepare_test_cache(opts, data, keys, class_names, seen_rows, device)
+            if normalization is not None:
+                from emo.fusion.normalize import normalized_cross
+
+                cross = normalized_cross(cross, keys)
             for line in cross.notes():
                 note(f"test cache: {line}")
         order_key = data.durations
@@ -210,10 +226,15 @@ def fit(
             display.fold(fold.index, len(folds), sizes, opts.epochs)
             torch.manual_seed(opts.seed)
             model = build_head(head, data.inputs(keys), len(class_names), **opts.head_params)
-            training = train_fold(
-                model, data, keys, labels, train_rows, val_rows, settings, device,
-                np.random.default_rng([opts.seed, fold.index]), display.epoch,
-            )
+            if getattr(model, "fitted_by_sklearn", False):  # logreg / svm: scikit-learn, no training loop
+                training = model.fit_sklearn(data, keys, labels, train_rows, val_rows, opts.seed, device,
+                                             class_weights=opts.class_weights)
+                display.epoch(training.history[-1])
+            else:
+                training = train_fold(
+                    model, data, keys, labels, train_rows, val_rows, settings, device,
+                    np.random.default_rng([opts.seed, fold.index]), display.epoch,
+                )
             scored = {}  # a test cache is scored after training (below)
             if cross is None:
                 probs, _ = predict(model, data, test_rows, keys, device, labels, settings.eval_batch_size)
@@ -249,6 +270,8 @@ def fit(
         else:
             predictions = Predictions.concat(parts)
             metrics = aggregate_folds(fold_metrics, score(predictions.true, predictions.predicted, class_names))
+        if normalization is not None:
+            metrics["normalize"] = normalization
 
         config = {
             "emo_version": __version__,
@@ -266,6 +289,7 @@ def fit(
             "classes": class_names,
             "label_column": data.label_column,
             "split": {"spec": str(split), "folds": len(folds), "seed": opts.seed, "val_fraction": opts.val_fraction},
+            "normalize": normalization,
             "clips": {"used": int(len(rows)), "dedup_dropped": dedup_dropped, "left_out_missing": int(skipped)},
             "options": asdict(opts),
             "device": str(device),

@@ -11,6 +11,7 @@ from typing import Any
 
 from emo.errors import EmoError
 from emo.fusion.augment import Augment
+from emo.fusion.normalize import MODES as NORMALIZE_MODES
 from emo.fusion.params import Param
 
 ORDERS = ("random", "short", "long")  # which clips --per-class keeps
@@ -36,6 +37,7 @@ FIT_PARAMS = {
     "time_mask": Param(float, 0.0, 1.0, hi_open=True),
     "feature_mask": Param(float, 0.0, 1.0, hi_open=True),
     "mixup": Param(float, 0.0, 100.0),
+    "normalize": Param(str, choices=NORMALIZE_MODES),
 }
 
 
@@ -63,6 +65,7 @@ class FitOptions:
     label_column: str | None = None
     classes: list[str] | None = None
     modality_dropout: float = 0.0
+    normalize: str = "none"  # "speaker": per-speaker standardisation of the cached features (transductive)
     # Training-only regularisers (see emo/fusion/augment.py); validation and test never see them.
     class_weights: str = "none"  # "balanced": cross-entropy weighted by inverse training class frequency
     time_mask: float = 0.0  # per clip, hide one span of up to this fraction of its frames

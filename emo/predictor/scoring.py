@@ -35,6 +35,7 @@ class Prediction:
     reasons: dict[str, str] = field(default_factory=dict)  # why each missing modality is missing
     folds: int = 1  # fold models whose probabilities were averaged
     error: str | None = None  # why the clip could not be scored (only with keep_going=True)
+    speaker: str | None = None  # the speaker whose clips set the normalisation statistics (--normalize speaker)
 
     @property
     def file(self) -> str:
@@ -60,6 +61,8 @@ class Prediction:
             row["folds_averaged"] = self.folds
         if self.error is not None:
             row["error"] = self.error
+        if self.speaker is not None:
+            row["speaker"] = self.speaker
         return row
 
 
@@ -99,6 +102,7 @@ class Predictor:
         # A clip lacking a modality can be scored only by a head that takes absent inputs and
         # that saw them in training (modality dropout hides one modality of some training clips).
         self.absent_ok = bool(head_cls is not None and head_cls.absent_ok and len(self.modalities) > 1)
+        self.normalization = config.get("normalize")  # {"mode": "speaker", ...} when fitted with --normalize speaker
         self.extractors = build_checked_extractors(config, str(self.device), self.run)
         self._layer_index = self._layer_positions()
         self.load_seconds = time.perf_counter() - started
@@ -136,13 +140,16 @@ class Predictor:
         pair: bool = False,
         keep_going: bool = False,
         batch_size: int = 64,
+        speaker: str | None = None,
     ) -> list[Prediction]:
         """Score clips (see `emo.predictor.inputs` for how files become clips).
 
         A clip that cannot be scored raises EmoError naming its file, or with `keep_going`
-        comes back with `error` set while the others are scored.
+        comes back with `error` set while the others are scored. `speaker`: every clip of the
+        call is this speaker's; a run fitted with --normalize speaker needs it (and >= 2 clips).
         """
         clips = attach_texts(group_files(files, pair=pair), text)
+        self.check_speaker(speaker, len(clips))
         extracted = {m: self._extract(m, clips) for m in self.modalities}
         predictions, scorable = [], []
         for i, clip in enumerate(clips):
@@ -153,12 +160,18 @@ class Predictor:
             if prediction.error is None:
                 scorable.append(i)
         if scorable:
-            probs = self._score(scorable, extracted, batch_size)
+            if speaker is not None:
+                self.check_speaker(speaker, len(scorable), "could be read")
+            probs = self._score(scorable, extracted, batch_size, speaker)
             for row, i in enumerate(scorable):
                 values = {c: float(p) for c, p in zip(self.classes, probs[row])}
                 predictions[i].probabilities = values
                 predictions[i].top = self.classes[int(np.argmax(probs[row]))]
+                predictions[i].speaker = speaker
         return predictions
+
+    def check_speaker(self, speaker: str | None, n_clips: int, which: str = "given") -> None:
+        check_speaker(self.run, self.normalization, speaker, n_clips, which)
 
     def _extract(self, modality: str, clips: list[ClipFiles]) -> _Extracted:
         """prepare (threads) -> batches by cost -> encode -> cast as cached -> the run's layers."""
@@ -229,11 +242,16 @@ class Predictor:
                 prediction.error = f"{clip.name}: the {self.head_name} head cannot score a clip with a modality absent; {lacks}"
         return prediction
 
-    def _score(self, rows: list[int], extracted: dict[str, _Extracted], batch_size: int) -> np.ndarray:
+    def _score(self, rows: list[int], extracted: dict[str, _Extracted], batch_size: int,
+               speaker: str | None = None) -> np.ndarray:
         """(len(rows), n_classes) probabilities, the mean over the fold models."""
         from emo.fusion.train import predict as predict_probs
 
-        data = self._as_cached_data(rows, extracted)
+        data = self._as_cached_data(rows, extracted, speaker)
+        if self.normalization is not None:
+            from emo.fusion.normalize import speaker_normalized
+
+            data, _ = speaker_normalized(data, self.modalities, f"--speaker {speaker}")
         positions = np.arange(len(rows))
         dummy_labels = np.zeros(len(rows), dtype=np.int64)  # the inference step also reports a loss
         total = None
@@ -242,7 +260,7 @@ class Predictor:
             total = probs if total is None else total + probs
         return total / len(self.heads)
 
-    def _as_cached_data(self, rows: list[int], extracted: dict[str, _Extracted]) -> "CachedData":
+    def _as_cached_data(self, rows: list[int], extracted: dict[str, _Extracted], speaker: str | None = None) -> "CachedData":
         """The scored clips laid out like `load_data` lays out a cache: flat rows, starts, lengths."""
         import torch
 
@@ -272,9 +290,26 @@ class Predictor:
         n = len(rows)
         return CachedData(
             path=self.run, dataset="predict", ids=[str(i) for i in rows], labels=np.zeros(n, dtype=np.int64),
-            class_names=list(self.classes), label_column=None, speakers=np.array([""] * n, dtype=object),
+            class_names=list(self.classes), label_column=None, speakers=np.array([speaker or ""] * n, dtype=object),
             durations=np.full(n, np.nan, dtype=np.float32), texts=[""] * n, extras={}, modalities=modalities,
         )
+
+
+def check_speaker(run, normalization: dict | None, speaker: str | None, n_clips: int, which: str = "given") -> None:
+    """Speaker normalisation needs the speaker named and several of their clips: refuse otherwise, saying why."""
+    from emo.fusion.normalize import MIN_CLIPS
+
+    if normalization is None:
+        if speaker is not None:
+            raise EmoError(f"{run}: --speaker {speaker}: the run was fitted without --normalize speaker, "
+                           "so there is nothing to standardise per speaker")
+        return
+    if speaker is None or not str(speaker).strip():
+        raise EmoError(f"{run}: fitted with --normalize speaker (features standardised with each speaker's "
+                       f"own statistics): pass --speaker NAME with >= {MIN_CLIPS} clips of that one speaker")
+    if n_clips < MIN_CLIPS:
+        raise EmoError(f"--speaker {speaker}: {n_clips} clip(s) {which}; the speaker's statistics need >= "
+                       f"{MIN_CLIPS} clips of that speaker (one clip standardised by itself loses what it carries)")
 
 
 def predict(
@@ -285,6 +320,7 @@ def predict(
     *,
     pair: bool = False,
     keep_going: bool = False,
+    speaker: str | None = None,
 ) -> list[Prediction]:
     """Emotion probabilities of clips under a fitted run (`emo fit --out RUN`).
 
@@ -293,4 +329,4 @@ def predict(
     extractors are built once for the call and checked against its recorded fingerprints.
     For many calls build a `Predictor(run)` once and call its `predict`.
     """
-    return Predictor(run, device=device).predict(files, text, pair=pair, keep_going=keep_going)
+    return Predictor(run, device=device).predict(files, text, pair=pair, keep_going=keep_going, speaker=speaker)
