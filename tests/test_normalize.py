@@ -95,3 +95,16 @@ def test_bad_input_is_one_line(tmp_path):
                                     "--out", str(tmp_path / "x")])
     lines = done.output.strip().splitlines()
     assert done.exit_code == 1 and len(lines) == 1 and str(anonymous) in lines[0] and "speaker id" in lines[0], done.output
+
+
+def test_a_test_cache_is_normalised_by_its_own_speakers(voices, tmp_path):
+    other = tmp_path / "other.h5"  # another "corpus": same classes and voices' spread, other noise and clips
+    make_synthetic_cache(other, shapes={"audio": (1, 6)}, signal=0.25, speaker_shift=3.0, speakers=8,
+                         clips_per_speaker_class=3, frames=(20, 40), id_prefix="d", noise_seed=7)
+    out = tmp_path / "cross"
+    result = fit(voices, head="logreg", normalize="speaker", test_cache=str(other), out=out, quiet=True)
+    assert result.metrics["normalize"]["transductive"] is True
+    assert result.metrics["uar"] > 0.7, result.metrics["uar"]
+    again = evaluate(out, other)
+    assert again.metrics["normalize"]["mode"] == "speaker"
+    np.testing.assert_allclose(again.predictions.probs, result.predictions.probs, atol=1e-6)
