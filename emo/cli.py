@@ -98,6 +98,7 @@ def cache_info(cache: Path = typer.Argument(..., help="An emo HDF5 cache file.")
     import json
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from emo.cache.inspect import file_size, label_counts, summarize
@@ -106,29 +107,32 @@ def cache_info(cache: Path = typer.Argument(..., help="An emo HDF5 cache file.")
     console = Console()
     clips = reader.clips
     console.print(
-        f"[bold]{cache}[/]  dataset [cyan]{reader.dataset}[/]  {len(clips)} clips, "
+        # Every string from the file or the user is escaped: `a[/]b` in a name prints as given.
+        f"[bold]{escape(str(cache))}[/]  dataset [cyan]{escape(reader.dataset)}[/]  {len(clips)} clips, "
         f"{len(set(clips.speakers))} speakers, {file_size(cache) / 1e6:.1f} MB, "
-        f"emo {reader.emo_version}, created {reader.created}"
+        f"emo {escape(reader.emo_version)}, created {escape(reader.created)}",
+        highlight=False,
     )
-    console.print("labels: " + ", ".join(f"{k} {v}" for k, v in label_counts(reader).items()))
+    console.print("labels: " + escape(", ".join(f"{k} {v}" for k, v in label_counts(reader).items())), highlight=False)
     table = Table("modality", "row shape", "dtype", "ok", "missing", "failed", "pending", "frames mean/max", "backbone")
     for s in summaries:
         table.add_row(
             s.name, "x".join(map(str, s.row_shape)), s.dtype, str(s.counts["ok"]), str(s.counts["missing"]),
             str(s.counts["failed"]), str(s.counts["pending"]), f"{s.frames_mean:.1f} / {s.frames_max}",
-            str(s.fingerprint.get("backbone", s.fingerprint.get("detector", ""))),
+            escape(str(s.fingerprint.get("backbone", s.fingerprint.get("detector", "")))),
         )
     console.print(table)
     for s in summaries:
-        console.print(f"[bold]{s.name}[/] fingerprint: {json.dumps(s.fingerprint, sort_keys=True)}", highlight=False)
+        console.print(f"[bold]{s.name}[/] fingerprint: {escape(json.dumps(s.fingerprint, sort_keys=True))}", highlight=False)
         for clip_id, status, reason in s.first_failures:
-            console.print(f"  {status} {clip_id}: {reason}", highlight=False)
+            console.print(f"  {status} {escape(clip_id)}: {escape(reason)}", highlight=False)
 
 
 @cache_app.command("verify")
 def cache_verify(cache: Path = typer.Argument(..., help="An emo HDF5 cache file.")) -> None:
     """Check structure and read every stored row; exit 1 when anything is wrong."""
     from rich.console import Console
+    from rich.markup import escape
 
     from emo.cache.inspect import unchecksummed, verify
 
@@ -136,10 +140,10 @@ def cache_verify(cache: Path = typer.Argument(..., help="An emo HDF5 cache file.
     unchecked = unchecksummed(cache)
     if problems:
         for problem in problems:
-            Console(stderr=True, soft_wrap=True).print(f"[red]{cache}:[/] {problem}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(f"[red]{escape(str(cache))}:[/] {escape(problem)}", highlight=False)
         raise typer.Exit(1)
     note = f" (no chunk checksums in {', '.join(unchecked)}: an older cache, damaged bytes there go unseen)" if unchecked else ""
-    Console().print(f"[green]ok[/] {cache}{note}")
+    Console().print(f"[green]ok[/] {escape(str(cache))}{note}", highlight=False)
 
 
 @cache_app.command("merge")
@@ -149,12 +153,13 @@ def cache_merge(
 ) -> None:
     """Merge shard caches into one: every clip once, fingerprints must agree."""
     from rich.console import Console
+    from rich.markup import escape
 
     from emo.cache.merge import merge_caches
 
     summary = merge_caches(shards, out)
     ok = ", ".join(f"{m} {n}" for m, n in summary.ok.items())
-    Console().print(f"[green]merged[/] {len(shards)} shards -> {out}: {summary.clips} clips; ok: {ok}")
+    Console().print(f"[green]merged[/] {len(shards)} shards -> {escape(str(out))}: {summary.clips} clips; ok: {ok}", highlight=False)
 # </cache-section>
 
 

@@ -92,7 +92,9 @@ def korean(tmp_path_factory, shared_data):
             writer.writerows([c.id, c.label, c.speaker, c.audio, c.text] for c in clips[:count])
     assert len({c.label for c in clips[:20]}) == 4  # the smaller manifest has the same label set
     text_model = save_tiny_electra(folder / "electra", vocab_file=shared_data / KCBERT_VOCAB)
-    args = ["--audio-backbone", "logmel", "--text-backbone", str(text_model), "--device", "cpu", "--quiet"]
+    # The manifest names the shared data by absolute path: outside its own folder, so allowed explicitly.
+    args = ["--audio-backbone", "logmel", "--text-backbone", str(text_model), "--device", "cpu", "--quiet",
+            "--allow-outside-paths"]
     reference = folder / "one-process.h5"
     result = invoke("extract", "manifest", str(manifests[40]), "-o", str(reference), *args)
     assert result.exit_code == 0, result.output

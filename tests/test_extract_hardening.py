@@ -321,3 +321,35 @@ def test_manifest_paths_outside_its_folder_are_refused_unless_allowed(tmp_path):
     assert sorted(reader.clips.ids) == ["a0", "abs", "ok", "sys", "up"]
     assert failures(tmp_path / "all.h5")["sys"][0] == "failed"  # allowed, opened, and not audio
     assert str(outside) in reader.clips.audio_paths
+
+
+# -- 10. user strings are printed, never parsed as rich markup ------------------------------------
+def test_markup_in_paths_ids_and_reasons_prints_verbatim_in_extract_and_cache_commands(tmp_path):
+    from typer.testing import CliRunner
+
+    from emo.cli import app
+
+    root = tmp_path / "odd[/]data"
+    rows = make_dataset(root, n=2)
+    rows[0]["id"] = "clip[/]one"
+    rows[1]["id"] = "[bold]two"
+    (root / "bad[red].wav").write_bytes(b"RIFF not audio at all")
+    rows.append({"id": "[/]", "label": "sad", "speaker": "[i]s", "audio": "bad[red].wav"})
+    rows.append({"id": "gone", "label": "sad", "speaker": "s0", "audio": "missing[/].wav"})
+    write_manifest(root, rows)
+    cache = tmp_path / "c[/]ache.h5"
+    result = extract(root, cache)
+    assert result.exit_code == 0, result.output
+    assert "missing[/].wav" in result.output  # the skipped row
+    assert "c[/]ache.h5" in result.output and "[/] (failed)" in result.output
+
+    runner = CliRunner()
+    wide = {"COLUMNS": "400"}
+    result = runner.invoke(app, ["cache", "info", str(cache)], env=wide)
+    assert result.exit_code == 0, result.output
+    assert "c[/]ache.h5" in result.output and "failed [/]: " in result.output
+    result = runner.invoke(app, ["cache", "verify", str(cache)], env=wide)
+    assert result.exit_code == 0 and "c[/]ache.h5" in result.output, result.output
+    merged = tmp_path / "m[bold].h5"
+    result = runner.invoke(app, ["cache", "merge", str(cache), "-o", str(merged)], env=wide)
+    assert result.exit_code == 0 and "m[bold].h5" in result.output, result.output

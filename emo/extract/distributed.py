@@ -219,12 +219,14 @@ def run_distributed_extraction(
     clips = runner.shard_clips(scan.clips, (context.rank, world))
     recorded = {m: extract_options_for(m, options) for m in extractors}
     if report is not None:
+        from rich.text import Text  # plain text: paths are never parsed as markup
+
         for stale in stale_shard_paths(cache_path, world):
-            report.print(f"[yellow]{stale}: a shard of an earlier run with another process count; not used[/]", highlight=False)
+            report.print(Text(f"{stale}: a shard of an earlier run with another process count; not used", style="yellow"))
         if progress:
             report.print(
-                f"torchrun: {world} processes; the bars show rank 0's shard ({len(clips)} of {len(scan.clips)} clips); "
-                f"shards {shard_paths[0].name} ... merge into {cache_path} at the end",
+                Text(f"torchrun: {world} processes; the bars show rank 0's shard ({len(clips)} of {len(scan.clips)} clips); "
+                f"shards {shard_paths[0].name} ... merge into {cache_path} at the end"),
                 highlight=False,
             )
 

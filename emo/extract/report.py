@@ -47,13 +47,16 @@ def skipped_line(count: int, reasons: list[str]) -> str:
 def summary_table(summary: "ExtractionSummary") -> "RenderableType":
     """Counts per modality, then the first few reasons for clips that are missing or failed."""
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
     shard = f", shard {summary.shard[0]}/{summary.shard[1]}" if summary.shard else ""
     if summary.processes > 1:
         shard += f", {summary.processes} processes"
-    table = Table(title=f"{summary.dataset}: {summary.clips} clips{shard} -> {summary.cache_path}", title_justify="left")
+    # Names from the user or the dataset are escaped: `[/]` in a path must print, not parse as markup.
+    title = f"{escape(summary.dataset)}: {summary.clips} clips{shard} -> {escape(str(summary.cache_path))}"
+    table = Table(title=title, title_justify="left")
     table.add_column("modality", no_wrap=True)
     table.add_column("backbone", overflow="fold")
     table.add_column("cache", no_wrap=True)  # new | kept | rebuilt
@@ -62,7 +65,7 @@ def summary_table(summary: "ExtractionSummary") -> "RenderableType":
     for m in summary.modalities:
         table.add_row(
             m.modality,
-            m.backbone,
+            escape(m.backbone),
             m.action,
             str(m.extracted),
             str(m.kept),

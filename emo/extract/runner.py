@@ -239,13 +239,15 @@ def scan_dataset(
     dataset: str, root: str | Path, dataset_options: Mapping[str, Any] | None, console: "Console | None"
 ) -> tuple["DatasetScan", list[str]]:
     """The adapter's scan and its skipped files as "path: reason" lines (printed on `console` when given)."""
+    from rich.text import Text
+
     from emo.extract.datasets import load_clips
     from emo.extract.report import skipped_line
 
     scan = load_clips(dataset, root, **dict(dataset_options or {}))
     skipped = [_skip_text(s) for s in scan.skipped]
     if skipped and console is not None:
-        console.print(f"[yellow]{skipped_line(len(skipped), skipped)}[/]", highlight=False)
+        console.print(Text(skipped_line(len(skipped), skipped), style="yellow"), highlight=False)
     return scan, skipped
 
 
