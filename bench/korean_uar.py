@@ -28,6 +28,12 @@ Protocol (every number in the table comes from the same five test folds):
 - "speaker-norm" rows z-score every feature per speaker with that speaker's own clips (label-free
   but transductive: the test speakers' unlabelled audio is used), for the SVM and for emo alike.
 - UAR = sklearn balanced accuracy per fold; mean +- std (ddof=0) over the five folds.
+- `--baseline-heads`: emo's own `logreg` and `svm` heads (`emo fit --head logreg|svm`: mean+std
+  pooled cached frames, standardised with training statistics) on the same folds, with and without
+  `--normalize speaker`: C=1 on every non-test clip (as the bar's SVM), and C chosen per fold from
+  HEAD_C_GRID by validation weighted F1 on the fold's held-out training speakers, then refitted on
+  all non-test clips. `--cache NAME=PATH` uses an existing cache (e.g. whisper-base=kor-whisper-base.h5,
+  all 7 hidden states concatenated; its bar is the logistic-regression probe, 0.947).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ DATASET = "kor-emotion"
 FEATURES = ("egemaps", "compare", "logmel")
 FUNCTIONAL_SETS = {"egemaps": "eGeMAPSv02", "compare": "ComParE_2016"}
 # The bars to beat: speaker-grouped 5-fold, RBF SVM on openSMILE functionals (figures given to us).
-BARS = {"egemaps": 0.747, "compare": 0.810}
+BARS = {"egemaps": 0.747, "compare": 0.810, "whisper-base": 0.947}  # whisper-base: logreg probe, 7 layers
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 N_FOLDS = 5
 INNER_FOLDS = 4
@@ -303,6 +309,60 @@ def select_on_validation(per_config: dict[str, list[dict]]) -> tuple[list[dict],
     return chosen, picks
 
 
+# -- emo's built-in baseline heads --------------------------------------------------------------
+BASELINE_HEADS = ("logreg", "svm")
+HEAD_C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def _same_tests(result, folds, data, what: str) -> None:
+    for ours, theirs in zip(folds, result.splits):
+        if sorted(theirs["test"]) != sorted(data.ids[i] for i in ours.test):
+            raise SystemExit(f"{what}: emo fit's fold {ours.index} tested other clips than the baseline's")
+
+
+def baseline_head_rows(features: str, cache: Path, data, folds, seed: int, val_fraction: float) -> list[tuple]:
+    """Rows for `emo fit --head logreg|svm` (x --normalize none|speaker): C=1, and C selected on validation."""
+    from emo.fusion import fit
+    from emo.fusion.splits import Fold
+
+    split = f"kfold-speaker:{N_FOLDS}"
+    rows = []
+    for head in BASELINE_HEADS:
+        for normalize in ("none", "speaker"):
+            common = dict(head=head, quiet=True, device="cpu", seed=seed, normalize=normalize)
+            tag = f"emo --head {head}" + (" --normalize speaker" if normalize == "speaker" else "")
+            started = time.perf_counter()
+            fixed = fit(cache, data=data, split=split, val_fraction=0.0, head_params={"C": 1.0}, **common)
+            _same_tests(fixed, folds, data, tag)
+            rows.append((features, f"{tag}, C=1", [_fold_scores(f) for f in fixed.metrics["folds"]],
+                         f"({time.perf_counter() - started:.0f} s)"))
+            print_table(rows[-1:])
+
+            # C by validation weighted F1 on each fold's held-out training speakers (no test label seen) ...
+            started = time.perf_counter()
+            val = {}
+            for c in HEAD_C_GRID:
+                result = fit(cache, data=data, split=split, val_fraction=val_fraction, head_params={"C": c}, **common)
+                for ours, theirs in zip(folds, result.splits):
+                    for part in ("train", "val", "test"):
+                        if sorted(theirs[part]) != sorted(data.ids[i] for i in getattr(ours, part)):
+                            raise SystemExit(f"{tag}: emo fit's fold {ours.index} {part} part differs")
+                val[c] = [f["best_val_weighted_f1"] for f in result.metrics["folds"]]
+            chosen = [max(HEAD_C_GRID, key=lambda c: (val[c][i], -c)) for i in range(len(folds))]  # ties: smaller C
+            # ... then refitted with that C on every non-test clip.
+            scores = []
+            for fold, c in zip(folds, chosen):
+                whole = Fold(fold.index, np.sort(np.concatenate([fold.train, fold.val])), fold.val[:0], fold.test)
+                result = fit(cache, data=with_fold_column(data, whole, "bench_fold"), split="column:bench_fold",
+                             val_fraction=0.0, head_params={"C": c}, **common)
+                _same_tests(result, [whole], data, tag)
+                scores.append(_fold_scores(result.metrics))
+            rows.append((features, f"{tag}, C on val", scores,
+                         f"C per fold {','.join(f'{c:g}' for c in chosen)} ({time.perf_counter() - started:.0f} s)"))
+            print_table(rows[-1:])
+    return rows
+
+
 # -- report ------------------------------------------------------------------------------------
 def summary(scores: list[dict]) -> tuple[float, float, float]:
     uar = np.array([s["uar"] for s in scores])
@@ -333,6 +393,10 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="emo only")
     parser.add_argument("--workers", type=int, default=2, help="extraction threads")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for training")
+    parser.add_argument("--baseline-heads", action="store_true",
+                        help="emo's logreg / svm heads (with and without --normalize speaker) instead of CONFIGS")
+    parser.add_argument("--cache", action="append", default=[], metavar="NAME=PATH",
+                        help="use this existing cache for feature NAME (repeatable), e.g. whisper-base=PATH")
     args = parser.parse_args()
 
     import torch
@@ -349,7 +413,10 @@ def main() -> None:
     # the other processes; measured here, a small-head training step took 0.15-0.19 s with one
     # thread and 0.65-2.2 s with two.
     torch.set_num_threads(args.threads)
-    caches = build_caches(args.data, args.dir, features, args.workers)
+    given = dict(item.split("=", 1) for item in args.cache)
+    features += [name for name in given if name not in features]
+    caches = {name: Path(path) for name, path in given.items()}
+    caches.update(build_caches(args.data, args.dir, [f for f in features if f not in given], args.workers))
 
     # Clip order, labels, speakers and folds come from the cache: the same for every feature set.
     reference = load_data(caches[features[0]], ["audio"])
@@ -382,6 +449,10 @@ def main() -> None:
             data = load_data(caches[features_name], ["audio"])
             if data.ids != reference.ids:
                 raise SystemExit(f"{caches[features_name]}: another clip order than {caches[features[0]]}")
+            if args.baseline_heads:
+                rows += baseline_head_rows(features_name, caches[features_name], data, folds, args.seed,
+                                           args.val_fraction)
+                continue
             per_config = {}
             for config in configs:
                 started = time.perf_counter()

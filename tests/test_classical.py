@@ -181,3 +181,19 @@ def test_baseline_on_face_crops_is_one_line_error(tmp_path):
         assert done.exit_code == 1
         lines = done.output.strip().splitlines()
         assert len(lines) == 1 and "face crops" in lines[0] and str(path) in lines[0], done.output
+
+
+def test_pooling_ignores_padding_and_chunks_exactly(monkeypatch):
+    from emo.fusion.heads import classical
+
+    x = torch.randn(5, 12, 2, 3).half()
+    lengths = torch.tensor([12, 1, 7, 3, 9])
+    mask = torch.arange(12)[None] < lengths[:, None]
+    pooled = classical.pooled_statistics(x, mask)
+    for i, n in enumerate(lengths.tolist()):
+        frames = x[i, :n].double().reshape(n, -1).numpy()
+        np.testing.assert_allclose(pooled[i].numpy(), np.concatenate([frames.mean(0), frames.std(0)]), atol=1e-12)
+    padded = torch.cat([x, torch.full((5, 4, 2, 3), 1e3).half()], dim=1)  # more padding, garbage in it
+    np.testing.assert_array_equal(classical.pooled_statistics(padded, torch.cat([mask, torch.zeros(5, 4, dtype=torch.bool)], 1)), pooled)
+    monkeypatch.setattr(classical, "POOL_CHUNK_VALUES", 10)  # one clip at a time
+    np.testing.assert_array_equal(classical.pooled_statistics(x, mask), pooled)

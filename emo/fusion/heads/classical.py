@@ -38,8 +38,19 @@ from emo.fusion.params import Param
 _FLOOR = 1e-300
 
 
+# Values per float64 temporary in the pooling: clips are pooled a few at a time, so that a batch of
+# long clips of wide features (whisper: 7 x 512 per frame) never becomes a multi-GB float64 copy.
+POOL_CHUNK_VALUES = 1 << 22
+
+
 def pooled_statistics(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, L, D) frames + (B, T) mask -> (B, 2*L*D) float64: masked mean then std (ddof 0) per (layer, dim)."""
+    """(B, T, L, D) frames + (B, T) mask -> (B, 2*L*D) float64: masked mean then std (ddof 0) per (layer, dim).
+
+    float64, because these are the features scikit-learn is fitted on and compared with.
+    """
+    step = max(1, POOL_CHUNK_VALUES // max(1, x[0].numel() if len(x) else 1))
+    if len(x) > step:
+        return torch.cat([pooled_statistics(x[i : i + step], mask[i : i + step]) for i in range(0, len(x), step)])
     x = x.double()
     weight = mask.to(x.dtype).reshape(*mask.shape, *([1] * (x.dim() - 2)))
     count = weight.sum(dim=1).clamp(min=1.0)
@@ -119,10 +130,10 @@ class ClassicalHead(Head):
         self.take_fitted(fitted)
         self.to(device).eval()
         record = {"epoch": 1}
-        _, record["train_loss"] = predict(self, data, train_rows, keys, device, labels)
+        _, record["train_loss"] = predict(self, data, train_rows, keys, device, labels, batch_size=32)
         result = FoldTraining(best_epoch=1)
         if len(val_rows):
-            probs, record["val_loss"] = predict(self, data, val_rows, keys, device, labels)
+            probs, record["val_loss"] = predict(self, data, val_rows, keys, device, labels, batch_size=32)
             record["val_weighted_f1"] = result.best_val_weighted_f1 = weighted_f1(labels[val_rows], probs.argmax(1))
         record["seconds"] = result.seconds = time.perf_counter() - started
         result.history.append(record)
