@@ -198,14 +198,35 @@ class CacheReader:
         return Sequences(ids, data, offsets)
 
 
+def non_finite_rows(block: np.ndarray, rows_per_step: int = 1 << 14) -> np.ndarray:
+    """Indices of rows holding NaN/inf. Float16 is tested on its bits (exponent all ones), an
+    integer pass several times faster than numpy's emulated float16 isfinite; steps bound the
+    temporary memory to a few MB whatever the block's size."""
+    if block.dtype.kind != "f" or not block.size:
+        return np.zeros(0, np.int64)
+    flat = block.reshape(len(block), -1)
+    exponent = np.uint16(0x7C00)
+    found = []
+    for start in range(0, len(flat), rows_per_step):
+        part = flat[start : start + rows_per_step]
+        if part.dtype == np.float16:
+            bits = np.bitwise_and(part.view(np.uint16), exponent)
+            if bits.max() != exponent:  # the common case: one SIMD max, no boolean array
+                continue
+            bad = (bits == exponent).any(axis=1)
+        else:
+            bad = ~np.isfinite(part).all(axis=1)
+        if bad.any():
+            found.append(start + np.flatnonzero(bad))
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
 def _refuse_non_finite(path, modality: str, block: np.ndarray, spans: np.ndarray, ids: list[str]) -> None:
     """Features with NaN/inf (from a writer before this check, or damage) must not train silently."""
-    if block.dtype.kind != "f":
+    bad_rows = non_finite_rows(block)
+    if not len(bad_rows):
         return
-    bad_rows = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
-    if not bad_rows.any():
-        return
-    first = int(np.flatnonzero(bad_rows)[0])
+    first = int(bad_rows[0])
     clip = next((cid for cid, (start, end) in zip(ids, spans) if start <= first < end), "?")
-    raise corrupt(path, f"{modality} holds non-finite values (NaN/inf) in {int(bad_rows.sum())} rows, first in clip {clip!r}; "
+    raise corrupt(path, f"{modality} holds non-finite values (NaN/inf) in {len(bad_rows)} rows, first in clip {clip!r}; "
                   "extract that modality again with --force")
