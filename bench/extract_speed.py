@@ -10,8 +10,13 @@ time an architecture):
 Audio: the real Korean wavs (22.05 kHz, resampled like any clip) when ../shared/data is present,
 otherwise synthetic noise of 2-8 s.
 
+  --whisper NAME  a Whisper encoder (a built-in such as whisper-base with its real weights, or a
+                  folder), timed in each --whisper-inputs mode: cut (the clip's own frames) and
+                  pad30 (every clip padded to 30 s); RTF is against the clip's real seconds
+
   python bench/extract_speed.py --clips 16                      # CPU, a few minutes on 2 cores
   python bench/extract_speed.py --large-robust --device cuda --clips 200 --budget-s 240
+  python bench/extract_speed.py --whisper whisper-base --clips 16 --threads 1
 """
 
 from __future__ import annotations
@@ -107,15 +112,45 @@ def main() -> None:
     parser.add_argument("--layers", default="last")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=2, help="alternate the two modes this often, keep the best")
+    parser.add_argument("--whisper", default=None, help="time this Whisper encoder instead (e.g. whisper-base)")
+    parser.add_argument("--whisper-inputs", default="cut,pad30", help="Whisper input modes to time")
     args = parser.parse_args()
+    if args.whisper:
+        for mode in args.whisper_inputs.split(","):
+            run_whisper(args, mode.strip())
+        return
+    run_wav2vec2(args)
 
+
+def run_whisper(args, mode: str) -> None:
+    import torch
+
+    from emo.extract.audio_backbones import make_audio_extractor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    extractor = make_audio_extractor(args.whisper, layers=args.layers, device=args.device, input_mode=mode)
+    setup_s = time.perf_counter() - started
+    params = sum(p.numel() for p in extractor.encoder.parameters()) / 1e6
+    with tempfile.TemporaryDirectory() as tmp:
+        clips, source = make_clips(args.clips, Path(tmp))
+        started = time.perf_counter()
+        prepared = [extractor.prepare(clip) for clip in clips]
+        prepare_s = time.perf_counter() - started
+    seconds = lambda p: p.seconds  # noqa: E731  (the clip's real audio, whatever the mode pads)
+    model = f"{args.whisper} encoder ({params:.0f}M params), input={mode}"
+    measure(args, extractor, prepared, seconds, extractor.cost, model, source, prepare_s, setup_s,
+            "decode+resample+log-mel")
+
+
+def run_wav2vec2(args) -> None:
     import torch
 
     from emo.extract.audio_hf import AudioExtractor
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         started = time.perf_counter()
@@ -126,9 +161,20 @@ def main() -> None:
         started = time.perf_counter()
         prepared = [extractor.prepare(clip) for clip in clips]
         prepare_s = time.perf_counter() - started
-    audio_s = sum(extractor.cost(p) for p in prepared)
     params = sum(p.numel() for p in extractor.model.parameters()) / 1e6
-    batches = [[prepared[i] for i in batch] for batch in length_batches(prepared, extractor.cost, args.budget_s)]
+    model = "wav2vec2-large-robust architecture" if args.large_robust else "mid wav2vec2"
+    model = f"{model} ({params:.0f}M params, random weights)"
+    measure(args, extractor, prepared, extractor.cost, extractor.cost, model, source, prepare_s, setup_s,
+            "decode+resample+normalise")
+
+
+def measure(args, extractor, prepared, seconds, cost, model, source, prepare_s, setup_s, prepare_what) -> None:
+    """Time per-clip calls against the runner's length-sorted batches (budget in `cost` units) and print."""
+    import torch
+
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    audio_s = sum(seconds(p) for p in prepared)
+    batches = [[prepared[i] for i in batch] for batch in length_batches(prepared, cost, args.budget_s)]
     extractor.encode([prepared[0]])  # warm-up: allocator, kernels, autocast caches
     sync()
 
@@ -142,16 +188,14 @@ def main() -> None:
     rows = [(name, t, len(prepared) / t, t / audio_s, peak) for name, (t, peak) in best.items()]
 
     precision = str(extractor.autocast_dtype or torch.float32).replace("torch.", "")
-    model = "wav2vec2-large-robust architecture" if args.large_robust else "mid wav2vec2"
     print(
-        f"model: {model} ({params:.0f}M params, "
-        f"random weights), layers={args.layers}, device={args.device}, compute {precision}, "
+        f"model: {model}, layers={args.layers}, device={args.device}, compute {precision}, "
         f"torch threads={torch.get_num_threads()}"
     )
     print(
         f"audio: {len(prepared)} clips from {source}, {audio_s:.1f} s in all "
         f"({min(p.seconds for p in prepared):.1f}-{max(p.seconds for p in prepared):.1f} s each), "
-        f"batch budget {args.budget_s:.0f} s; decode+resample+normalise {prepare_s:.2f} s; setup {setup_s:.1f} s"
+        f"batch budget {args.budget_s:.0f} s; {prepare_what} {prepare_s:.2f} s; setup {setup_s:.1f} s"
     )
     print(f"best of {args.repeats} alternating runs each")
     print(f"{'mode':<24}{'seconds':>9}{'clips/s':>9}{'RTF':>9}{'peak GPU GiB':>14}")

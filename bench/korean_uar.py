@@ -397,6 +397,10 @@ def main() -> None:
                         help="emo's logreg / svm heads (with and without --normalize speaker) instead of CONFIGS")
     parser.add_argument("--cache", action="append", default=[], metavar="NAME=PATH",
                         help="use this existing cache for feature NAME (repeatable), e.g. whisper-base=PATH")
+    parser.add_argument("--whisper-caches", default=None,
+                        help="MODE=CACHE,... Whisper caches (emo extract --audio-layers all) to score with the "
+                             "logistic-regression probe of bench/whisper_probe.py, e.g. "
+                             "cut=/work/caches/kor-whisper-base.h5,pad30=/work/caches/kor-whisper-base-pad30.h5")
     args = parser.parse_args()
 
     import torch
@@ -443,6 +447,14 @@ def main() -> None:
             model = f"functionals + SVM, C={'inner CV' if tune else '1'}" + (", speaker-norm" if by_speaker else "")
             rows.append((features_name, model, scores, note))
             print_table(rows[-1:])
+
+    if args.whisper_caches:
+        from whisper_probe import whisper_rows
+
+        named = dict(item.split("=", 1) for item in args.whisper_caches.split(","))
+        for row in whisper_rows({mode: Path(path) for mode, path in named.items()}, reference.ids, labels, folds):
+            rows.append(row)
+            print_table([row])
 
     if not args.no_emo:
         for features_name in features:
