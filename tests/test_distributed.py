@@ -166,6 +166,7 @@ def test_torchrun_resumes_an_existing_cache_and_a_killed_runs_shard(korean, tmp_
     # modality, backbone, cache, extracted, kept, missing, failed: nothing already done was redone.
     assert summary_row(run.stdout, "audio")[2:7] == ["kept", "20", "20", "0", "0"]
     assert summary_row(run.stdout, "text")[2:7] == ["new", "20", "20", "0", "0"]
+    assert "clip table: 20 added" in run.stdout  # rank 0 reports what the rerun changed in the table
     assert_same_cache(cache, korean["reference"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kor.h5"]
 

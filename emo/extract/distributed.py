@@ -230,9 +230,11 @@ def run_distributed_extraction(
                 highlight=False,
             )
 
+    table_changes: list = []  # rank 0's: what the rerun changed in the target's clip table
+
     def update_target():
         if main and cache_path.exists():
-            return _prepare_target(cache_path, dataset, scan, extractors, recorded, force, retry_failed)
+            return _prepare_target(cache_path, dataset, scan, extractors, recorded, force, retry_failed, table_changes.append)
         return None
 
     _, targets = group.run("updating the existing cache", update_target, share=lambda state: state)
@@ -266,10 +268,11 @@ def run_distributed_extraction(
         modalities=merged[0],
         processes=world,
         rank=context.rank,
+        table=table_changes[0] if table_changes else None,
     )
 
 
-def _prepare_target(path: Path, dataset: str, scan, extractors, recorded, force: bool, retry_failed: bool):
+def _prepare_target(path: Path, dataset: str, scan, extractors, recorded, force: bool, retry_failed: bool, on_table=None):
     """Rank 0, existing cache: append new clips, compare fingerprints, retry failed clips.
 
     {modality: (action, clips retried)}; afterwards the cache says which clips are settled.
@@ -281,6 +284,8 @@ def _prepare_target(path: Path, dataset: str, scan, extractors, recorded, force:
     state = {}
     # The target follows the whole dataset: changed metadata updated, changed media back to pending.
     with CacheWriter(path, dataset=dataset, clips=scan.clips, label_names=scan.label_names, drop_absent=True) as writer:
+        if on_table is not None:
+            on_table(writer.table_changes)
         for modality, extractor in extractors.items():
             action = writer.prepare(
                 modality, extractor.fingerprint(), tuple(extractor.row_shape), extractor.dtype, force=force,
