@@ -110,3 +110,21 @@ def test_extract_refuses_a_locked_cache_before_loading_anything(tmp_path):
     assert not cache.exists()
     lock_path(cache).unlink()
     assert extract(root, cache).exit_code == 0
+
+
+def test_merge_refuses_a_target_another_writer_holds(tmp_path):
+    from emo.cache import merge_caches
+
+    shard = tmp_path / "s.h5"
+    clips = make_clips(4)
+    with CacheWriter(shard, dataset="d", clips=clips) as writer:
+        writer.prepare("audio", {"b": 1}, (3, 8), "float16")
+        writer.write("audio", ragged(clips))
+    target = tmp_path / "t.h5"
+    _fake_lock(target, host=socket.gethostname(), pid=os.getpid(), start=_start_time(os.getpid()))
+    with pytest.raises(CacheError, match="being written by another emo process"):
+        merge_caches([shard], target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5", "t.h5.lock"]
+    lock_path(target).unlink()
+    assert merge_caches([shard], target).ok == {"audio": 4}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5", "t.h5"]

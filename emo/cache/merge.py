@@ -15,6 +15,7 @@ import numpy as np
 
 from emo.cache.fingerprint import canonical, differences
 from emo.cache.h5file import check_cache_path
+from emo.cache.lock import WriterLock
 from emo.cache.reader import CacheReader
 from emo.cache.schema import STATUS_NAMES, STATUS_OK, STATUS_PENDING
 from emo.cache.writer import CacheWriter
@@ -69,14 +70,18 @@ def merge_caches(shards: Sequence[str | Path], out: str | Path, dataset: str | N
 
     # Written beside the target and renamed at the end: a failed merge never leaves a half cache.
     partial = out.with_name(out.name + ".merging")
-    partial.unlink(missing_ok=True)
     summary = MergeSummary(out=out, clips=len(clips))
+    # Holding the target's writer lock: no extract can be writing `out` while it is replaced.
+    lock = WriterLock(out).acquire()
     try:
+        partial.unlink(missing_ok=True)
         _write_merged(partial, readers, modalities, clips, dataset, summary)
         os.replace(partial, out)
     except BaseException:  # any failure, Ctrl-C included: no half-merged file stays behind
         partial.unlink(missing_ok=True)
         raise
+    finally:
+        lock.release()
     final = CacheReader(out)
     summary.ok = {m: len(final.ok_ids(m)) for m in final.modalities}
     return summary
