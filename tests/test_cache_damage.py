@@ -164,3 +164,61 @@ def test_non_finite_features_are_never_stored_and_an_older_cache_holding_them_is
     one_error_line(result, "audio holds non-finite values (NaN/inf) in 1 rows")
     result = runner.invoke(app, ["cache", "verify", str(path)], env={"COLUMNS": "400"})
     assert result.exit_code == 1 and "audio: 1 NaN/inf feature values" in result.output
+
+
+def _systematic_damages(path):
+    """Every dataset deleted / replaced by a scalar, a group, wrong-typed or empty data; every
+    attribute set to each wrong JSON or numpy type, or deleted: ~200 damaged caches."""
+    found = []
+    with h5py.File(path, "r") as h5:
+        h5.visititems(lambda name, obj: found.append((name, isinstance(obj, h5py.Dataset))))
+        attrs = [("/", key) for key in h5.attrs] + [(name, key) for name, _ in found for key in h5[name].attrs]
+
+    def swap(name, make):
+        def damage(h5):
+            del h5[name]
+            make(h5, name)
+        return damage
+
+    damages = []
+    for name, is_dataset in found:
+        damages.append((f"{name} deleted", lambda h5, n=name: h5.__delitem__(n)))
+        damages.append((f"{name} a scalar", swap(name, lambda h5, n: h5.create_dataset(n, data=5))))
+        damages.append((f"{name} a group", swap(name, lambda h5, n: h5.create_group(n))))
+        if is_dataset:
+            damages.append((f"{name} 2-D floats", swap(name, lambda h5, n: h5.create_dataset(n, data=np.zeros((3, 3))))))
+            damages.append((f"{name} text", swap(name, lambda h5, n: h5.create_dataset(n, data=np.array(["x"] * 3, dtype=object), dtype=h5py.string_dtype()))))
+            damages.append((f"{name} empty", swap(name, lambda h5, n: h5.create_dataset(n, shape=(0,), dtype="i8"))))
+    values = {"int": 3, "float": 2.5, "text": "zzz", "JSON list": "[1]", "JSON object": '{"a": 1}', "array": np.arange(3),
+              "negative": -1, "bad bytes": np.bytes_(b"\xff\xfe")}
+    for where, key in attrs:
+        for kind, value in values.items():
+            damages.append((f"{where} attr {key} = {kind}", lambda h5, w=where, k=key, v=value: h5[w].attrs.__setitem__(k, v)))
+        damages.append((f"{where} attr {key} deleted", lambda h5, w=where, k=key: h5[w].attrs.__delitem__(k)))
+    return damages
+
+
+def test_no_structural_damage_ends_in_anything_but_a_clear_error(tmp_path):
+    from emo.cache.inspect import summarize, verify
+    from emo.errors import EmoError
+
+    good = tmp_path / "good.h5"
+    make_synthetic_cache(good, shapes={"audio": (1, 8), "faces": (8, 8, 3)}, speakers=2, clips_per_speaker_class=1)
+    damages = _systematic_damages(good)
+    assert len(damages) > 150
+    unexpected, refused = [], 0
+    for label, damage in damages:
+        path = tmp_path / "damaged.h5"
+        shutil.copy(good, path)
+        with h5py.File(path, "a") as h5:
+            damage(h5)
+        for step in (lambda: summarize(path), lambda: verify(path), lambda: CacheWriter(path).close(),
+                     lambda: [CacheReader(path).load(m) for m in CacheReader(path).modalities]):
+            try:
+                step()
+            except EmoError:
+                refused += 1
+            except Exception as exc:  # a traceback the user would have seen
+                unexpected.append(f"{label}: {type(exc).__name__}: {exc}")
+    assert unexpected == []
+    assert refused > len(damages)  # most damages are refused, by several commands each

@@ -52,15 +52,18 @@ def open_h5(path: str | Path, mode: str):
 
 def check_emo_file(h5, path: str | Path) -> None:
     """Refuse foreign HDF5 files and schema versions this emo cannot read."""
-    if h5.attrs.get("format") != FORMAT:
-        raise CacheError(f"{path}: an HDF5 file but not an emo cache (no format='{FORMAT}' attribute)")
-    from emo.cache.validation import integer_attr
+    import h5py
 
+    from emo.cache.validation import corrupt, integer_attr
+
+    marker = h5.attrs.get("format")
+    if not (isinstance(marker, str) and marker == FORMAT):
+        raise CacheError(f"{path}: an HDF5 file but not an emo cache (no format='{FORMAT}' attribute)")
     version = integer_attr(h5, "schema_version", path, "file attribute")
     if version != SCHEMA_VERSION:
         raise CacheError(f"{path}: cache schema version {version} is unknown to this emo (reads version {SCHEMA_VERSION})")
-    if "clips" not in h5 or "id" not in h5["clips"]:
-        raise CacheError(f"{path}: emo cache without a clip table (corrupt or half-created)")
+    if "clips" not in h5 or not isinstance(h5["clips"], h5py.Group) or "id" not in h5["clips"]:
+        raise corrupt(path, "no clip table (corrupt or half-created)")
 
 
 def read_json_attr(obj, name: str, default=None):

@@ -77,10 +77,14 @@ def check_structure(h5, path) -> None:
     for name in ("dataset", "emo_version", "created"):
         if name in h5.attrs and not isinstance(h5.attrs[name], (str, bytes)):
             raise corrupt(path, f"file attribute {name} is {shown(h5.attrs[name])}, not text")
+    import h5py
+
     table = h5["clips"]
     n = _check_table(table, path)
     for modality in MODALITIES:
         if modality in h5:
+            if not isinstance(h5[modality], h5py.Group):
+                raise corrupt(path, f"{modality} is a {type(h5[modality]).__name__}, not a group")
             _check_modality(h5[modality], modality, n, path)
 
 
@@ -97,7 +101,14 @@ def _check_table(table, path) -> int:
         column = _dataset(table, name, path, "clip table")
         if column.shape != (n,) or column.dtype.kind not in (kind + "u" if kind == "i" else kind):
             raise corrupt(path, f"clip column {name} has shape {column.shape} ({column.dtype}), expected {n} values")
-    for name, column in table.get("extras", {}).items():
+    import h5py
+
+    extras = table.get("extras")
+    if extras is not None and not isinstance(extras, h5py.Group):
+        raise corrupt(path, "clip extras is not a group")
+    for name, column in (extras.items() if extras is not None else ()):
+        if not isinstance(column, h5py.Dataset):
+            raise corrupt(path, f"extras column {name} is not a dataset")
         if column.shape != (n,) or not _is_string(column):
             raise corrupt(path, f"extras column {name} has shape {column.shape}, expected {n} text values")
     names = json_attr(table, "label_names", list, path, "clip table")
@@ -128,7 +139,7 @@ def _check_modality(group, modality: str, n: int, path) -> None:
     if row_shape is None or row_shape != tuple(data.shape[1:]):
         raise corrupt(path, f"{where} row_shape {shown(group.attrs.get('row_shape'))} does not match its data {data.shape[1:]}")
     dtype = group.attrs.get("dtype")
-    if not isinstance(dtype, (str, bytes)) or (dtype.decode() if isinstance(dtype, bytes) else dtype) != data.dtype.name:
+    if not isinstance(dtype, (str, bytes)) or (dtype.decode("utf-8", "replace") if isinstance(dtype, bytes) else dtype) != data.dtype.name:
         raise corrupt(path, f"{where} dtype attribute {shown(dtype)} does not match its data ({data.dtype.name})")
     status = _dataset(group, "status", path, where)
     offsets = _dataset(group, "offsets", path, where)
