@@ -149,11 +149,14 @@ def test_random_bytes_in_a_flac_are_undecodable_not_zero_length(tmp_path):
     root, cache = tmp_path / "data", tmp_path / "c.h5"
     rows = make_dataset(root, n=2)
     (root / "noise.flac").write_bytes(np.random.default_rng(0).bytes(6000))
+    (root / "empty.wav").write_bytes(b"")
     rows.append({"id": "n0", "label": "sad", "speaker": "s0", "audio": "noise.flac"})
+    rows.append({"id": "e0", "label": "sad", "speaker": "s0", "audio": "empty.wav"})
     write_manifest(root, rows)
     assert extract(root, cache).exit_code == 0
     status, reason = failures(cache)["n0"]
     assert status == "failed" and reason.startswith("cannot decode audio") and "zero-length" not in reason
+    assert failures(cache)["e0"] == ("failed", "empty file (0 bytes)")
 
 
 def test_a_non_utf8_transcript_is_failed_with_that_reason_not_an_empty_transcript(tmp_path):

@@ -105,6 +105,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     path = str(path)
     if not Path(path).is_file():
         raise ClipError(path, "file not found")
+    if Path(path).stat().st_size == 0:  # say so plainly: decoders call it "format not recognised"
+        raise ClipError(path, "empty file (0 bytes)")
     use_soundfile = Path(path).suffix.lower() in SOUNDFILE_SUFFIXES
     try:
         samples, rate = _read_soundfile(path) if use_soundfile else _read_av(path)
