@@ -300,6 +300,17 @@ def _fusion_print_normalization(metrics: dict) -> None:
         typer.echo(f"--normalize {normalization['mode']}: {normalization['note']}")
 
 
+def _fusion_print_notes(notes: List[str], last: Optional[str] = None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    for line in notes:
+        console.print(f"[dim]·[/] {escape(line)}")
+    if last:
+        console.print(escape(last))
+
+
 @app.command("fit")
 def fit_command(
     cache: Path = typer.Argument(..., help="An emo HDF5 cache (from `emo extract`)."),
@@ -349,6 +360,8 @@ def fit_command(
     )
     _fusion_print_metrics(result.metrics, f"{head} · {result.config['split']['spec']} · {out}")
     _fusion_print_normalization(result.metrics)
+    if "cross_corpus" in result.metrics:  # what the test cache left out, also with --quiet
+        _fusion_print_notes(result.metrics["cross_corpus"]["notes"], f"tested on {result.config['test_cache']['path']}")
 
 
 @app.command("eval")
@@ -366,9 +379,6 @@ def eval_command(
     """Rescore a run's saved model(s) on its test split, or on another cache with the same fingerprints."""
     import json
 
-    from rich.console import Console
-    from rich.markup import escape
-
     from emo.fusion import evaluate
     from emo.fusion.cross_corpus import save_scores
 
@@ -381,11 +391,7 @@ def eval_command(
     if out is not None:
         save_scores(out, result.metrics, result.predictions, f"{run.name} on {where}{dropped}")
     _fusion_print_metrics(result.metrics, f"{run} on {where}{dropped}")
-    console = Console(highlight=False)
-    for line in result.notes:
-        console.print(f"[dim]·[/] {escape(line)}")
-    if out is not None:
-        console.print(f"saved to {escape(str(out))}")
+    _fusion_print_notes(result.notes, f"saved to {out}" if out is not None else None)
     _fusion_print_normalization(result.metrics)
     if json_out is not None:
         json_out.write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")

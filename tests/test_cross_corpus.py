@@ -253,3 +253,88 @@ def test_test_elsewhere_fold_trains_on_everything_less_validation():
     assert plain.train.size == 48 and plain.val.size == 0
     with pytest.raises(EmoError, match="--split kfold-speaker:3 with a test cache"):
         make_folds("kfold-speaker:3", labels, speakers, class_names=list("abcd"), test_elsewhere=True)
+
+
+# -- real data: the two Korean speaker groups as two corpora, log-mel through `emo extract` ---------
+KOR_NAMES = ("neutral", "happy", "sad", "angry")  # clip numbers 1xx..4xx (see shared/data/README.md)
+EM_NAMES = {"neutral": "neu", "happy": "hap", "sad": "sad", "angry": "ang"}  # the em* manifest's label names
+KOR_HEAD = {"d_model": 32, "heads": 2, "blocks": 1, "ffn": 64}
+
+
+@pytest.fixture(scope="session")
+def korean_corpora(shared_data, tmp_path_factory):
+    """ne* speakers via the kor-emotion adapter (200 clips), em* speakers via a manifest with other
+    label names (100 clips; its wavs hard-linked, or copied across file systems, into a temp folder)."""
+    import csv
+    import os
+
+    from emo.extract.options import ExtractOptions
+    from emo.extract.runner import run_extraction
+
+    root = tmp_path_factory.mktemp("korean")
+    kor = shared_data / "kor_emotiontts"
+    (root / "em" / "wav").mkdir(parents=True)
+    rows = []
+    for wav in sorted((kor / "plain-to-emotional").glob("*/wav/*.wav")):
+        try:
+            os.link(wav, root / "em" / "wav" / wav.name)
+        except OSError:
+            shutil.copy(wav, root / "em" / "wav" / wav.name)
+        label = EM_NAMES[KOR_NAMES[(int(wav.stem[3:]) - 1) // 100]]
+        rows.append({"id": wav.stem, "label": label, "speaker": wav.stem[:3], "audio": f"wav/{wav.name}"})
+    with open(root / "em" / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    options = ExtractOptions(audio_backbone="logmel", workers=1)
+    run_extraction("kor-emotion", kor / "emotional-to-emotional", root / "ne.h5", ["audio"], options, progress=False)
+    run_extraction("manifest", root / "em", root / "em.h5", ["audio"], options, progress=False)
+    return {"root": root, "ne": root / "ne.h5", "em": root / "em.h5"}
+
+
+@pytest.mark.slow
+def test_real_korean_groups_cross_corpus_both_ways(korean_corpora, tmp_path):
+    from typer.testing import CliRunner
+
+    from emo.cli import app
+
+    ne, em = korean_corpora["ne"], korean_corpora["em"]
+    ne_clips, em_clips = CacheReader(ne).clips, CacheReader(em).clips
+    assert len(ne_clips) == 200 and len(em_clips) == 100 and sorted(em_clips.label_names) == ["ang", "hap", "neu", "sad"]
+    kor_fast = {"epochs": 8, "lr": 1e-3, "batch_size": 16, "quiet": True, "head_params": KOR_HEAD, "split": "speaker"}
+
+    # ne* -> em*: one command trains on every ne* clip (speaker-disjoint validation) and tests on em*.
+    result = fit(ne, head="audio", out=tmp_path / "ne2em", test_cache=em, label_map=["neu=neutral,hap=happy,ang=angry"],
+                 **kor_fast)
+    metrics = result.metrics
+    assert metrics["classes"] == list(KOR_NAMES) and metrics["n"] == 100
+    assert sorted(result.predictions.ids) == sorted(em_clips.ids)
+    assert metrics["n_train"] + metrics["n_val"] == 200
+    cross = metrics["cross_corpus"]
+    assert cross["left_out"] == {"unlabelled": 0, "by_class": {}, "overlap": 0, "missing_modality": 0}
+    assert cross["overlap"]["clips"] == 0 and cross["overlap"]["sources_checked"]
+    # The label map is honoured: every em* "ang" clip is scored as the run's angry.
+    truth = dict(zip(result.predictions.ids, (KOR_NAMES[t] for t in result.predictions.true)))
+    em_label = {cid: em_clips.label_names[lab] for cid, lab in zip(em_clips.ids, em_clips.labels)}
+    assert all(EM_NAMES[truth[cid]] == em_label[cid] for cid in truth)
+    print(f"Korean log-mel, audio head, ne* -> em*: UAR {metrics['uar']:.3f}")
+
+    # em* -> ne*, through the CLI: a run on em* evaluated on the ne* cache; "sad" matches by name.
+    fit(em, head="audio", out=tmp_path / "em", **kor_fast)
+    runner = CliRunner()
+    out = runner.invoke(app, ["eval", str(tmp_path / "em"), str(ne), "--label-map", "neutral=neu,happy=hap,angry=ang"],
+                        env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    scored = json.loads((tmp_path / "em" / "eval" / "ne" / "metrics.json").read_text())
+    assert scored["n"] == 200 and scored["classes"] == ["ang", "hap", "neu", "sad"]
+    assert scored["cross_corpus"]["label_map"]["to_run"] == {"neutral": "neu", "happy": "hap", "sad": "sad", "angry": "ang"}
+    print(f"Korean log-mel, audio head, em* -> ne*: UAR {scored['uar']:.3f}")
+    # Without the map only "sad" would be shared: refused, one line.
+    out = runner.invoke(app, ["eval", str(tmp_path / "em"), str(ne)])
+    assert out.exit_code == 1 and "only 'sad' is shared" in out.output and len(out.output.strip().splitlines()) == 1
+    # The run's own training corpus (here a copy of it) is refused as a test corpus, counted.
+    shutil.copy(ne, tmp_path / "ne-copy.h5")
+    out = runner.invoke(app, ["eval", str(tmp_path / "ne2em"), str(tmp_path / "ne-copy.h5")])
+    assert out.exit_code == 1 and "200 of its 200 clips to score were in the run's training" in out.output
+    out = runner.invoke(app, ["eval", str(tmp_path / "ne2em"), str(ne)])
+    assert out.exit_code == 1 and "trained on all of it and tested on" in out.output
