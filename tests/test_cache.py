@@ -272,3 +272,21 @@ def test_reopening_with_changed_transcripts_and_videos_resets_only_what_reads_th
         assert writer.pending("text") == ["clip0000"]
         assert writer.pending("audio") == writer.pending("faces") == ["clip0002"]  # its audio is the video's track
     assert CacheReader(path).clips.texts[0] == "new words"
+
+
+def test_an_older_cache_without_media_stamps_gets_them_without_reextracting(tmp_path):
+    path = tmp_path / "c.h5"
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"RIFF....")
+    clips = [Clip(id="a", label="angry", speaker="s", audio=str(wav))]
+    with CacheWriter(path, dataset="d", clips=clips) as writer:
+        writer.prepare("audio", {"b": 1}, (1, 8), "float16")
+        writer.write("audio", ragged(clips, layers=1))
+    with h5py.File(path, "a") as h5:  # as a cache written before the stamps were recorded
+        del h5["clips/audio_stamp"], h5["clips/video_stamp"]
+    assert CacheReader(path).ok_ids("audio") == ["a"]
+    with CacheWriter(path, clips=clips, drop_absent=True) as writer:
+        assert not writer.table_changes.any and writer.pending("audio") == []
+    wav.write_bytes(b"RIFF.... longer now")
+    with CacheWriter(path, clips=clips, drop_absent=True) as writer:  # from now on a change is seen
+        assert writer.table_changes.reextract == {"audio": 1}
