@@ -381,7 +381,12 @@ def eval_command(
 
     from emo.fusion import evaluate
     from emo.fusion.cross_corpus import save_scores
+    from emo.fusion.run_dir import check_writable
 
+    if json_out is not None:
+        check_writable(json_out, "--json file", directory=False)  # before scoring, not after
+    if out is not None:
+        check_writable(out, "scores folder", directory=True)
     result = evaluate(run, cache, drop=drop, device=device, label_map=label_map or None, overlap=overlap,
                       label_column=label_column)
     where = "test split" if result.same_cache else str(result.cache)

@@ -139,6 +139,8 @@ def evaluate(
                                np.full(len(rows), fold), class_names)
             parts.append(part)
             fold_metrics.append({**score(part.true, part.predicted, class_names), "fold": fold})
+    if not parts:  # load_run guarantees at least one weights file; never concatenate nothing
+        raise EmoError(f"{saved.path}: the run has no fold model to score")
     predictions = Predictions.concat(parts)
     if len(heads) == 1:
         metrics = fold_metrics[0]

@@ -14,7 +14,11 @@ Weights are safetensors only (never pickle); a head is rebuilt from its stored c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -35,13 +39,29 @@ def write_json(path: Path, value) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def check_writable(path: Path, what: str, directory: bool) -> Path:
+    """Refuse an output that cannot be written, before any work starts (not after an hour of training).
+
+    `path` itself may not exist yet; its nearest existing ancestor must be a writable directory.
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != directory:
+        raise EmoError(f"{path}: {what} exists and is {'not ' if directory else ''}a directory")
+    ancestor = path if path.exists() else path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise EmoError(f"{path}: cannot write the {what}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise EmoError(f"{path}: cannot write the {what}: no write permission in {ancestor}")
+    return path
+
+
 def check_run_dir(out: Path, overwrite: bool) -> Path:
-    """Refuse to train into a folder holding a run (checked before training, written after)."""
-    out = Path(out)
+    """Refuse to train into a folder holding a run, or one that cannot be written (checked before training)."""
+    out = check_writable(Path(out), "run directory", directory=True)
     if (out / CONFIG).exists() and not overwrite:
         raise EmoError(f"{out}: already holds a run (config.json); choose another --out or pass --overwrite")
-    if out.exists() and not out.is_dir():
-        raise EmoError(f"{out}: exists and is not a directory")
     return out
 
 
@@ -52,27 +72,65 @@ def save_weights(head, path: Path, fold: int) -> None:
     save_model(head, str(path), metadata=metadata)
 
 
-def load_weights(path: Path, fallback_config: dict | None = None):
-    """A head rebuilt from the config in the file's metadata, with its weights, on the CPU, in eval mode."""
+def load_weights(path: Path, config: dict):
+    """The head `config` (config.json's, already checked) with the weights of `path`, on the CPU, in eval mode.
+
+    Before any weights are read: the file's header must be readable, the head config in its
+    metadata (when there) must be JSON and equal to config.json's, and its tensors must be exactly
+    the head's names and shapes (checked against a head built on the meta device). After: every
+    floating-point tensor must be finite (a diverged or damaged run is refused, not scored as NaN).
+    """
+    import torch
     from safetensors import safe_open
     from safetensors.torch import load_model
 
     from emo.fusion.heads import Head
 
-    if not path.exists():
+    if not path.is_file():
         raise EmoError(f"{path}: missing weights file of this run")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
+            stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
     except Exception as exc:  # safetensors raises its own error types for a damaged header
         raise EmoError(f"{path}: not a readable safetensors file ({str(exc)[:120]})") from None
-    config = json.loads(metadata["head_config"]) if "head_config" in metadata else fallback_config
-    if config is None:
-        raise EmoError(f"{path}: no head config in the metadata and none in config.json")
+    if "head_config" in metadata:
+        try:
+            recorded = json.loads(metadata["head_config"])
+        except json.JSONDecodeError:
+            raise EmoError(f"{path}: the head config in the file's metadata is not JSON") from None
+        if recorded != json.loads(json.dumps(config)):
+            raise EmoError(f"{path}: the head config in the file's metadata differs from the run's config.json")
+    from emo.fusion.heads.registry import MAX_HEAD_VALUES
+
+    with torch.device("meta"):
+        probe = Head.from_config(config)
+    expected = {name: tuple(t.shape) for name, t in probe.state_dict().items()}
+    # Fitted arrays sized by the data (a classical head's support vectors, ...) take their shape from
+    # the file; their total size is still bounded below.
+    sized_by_file = set(getattr(probe, "model_buffers", ()))
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
+    wrong = [f"{n} {stored[n]} (the head has {expected[n]})" for n in expected
+             if n in stored and stored[n] != expected[n] and n not in sized_by_file]
+    total = sum(math.prod(shape) for shape in stored.values())
+    if total > MAX_HEAD_VALUES:
+        raise EmoError(f"{path}: {total / 1e6:.0f} M stored values exceeds the limit of {MAX_HEAD_VALUES / 1e6:.0f} M")
+    if missing or extra or wrong:
+        parts = [f"missing {', '.join(missing[:3])}" if missing else "", f"unexpected {', '.join(extra[:3])}" if extra else "",
+                 f"wrong shape {'; '.join(wrong[:3])}" if wrong else ""]
+        raise EmoError(f"{path}: weights do not fit the head config ({'; '.join(p for p in parts if p)})")
     head = Head.from_config(config)
-    missing, unexpected = load_model(head, str(path), strict=False, device="cpu")
-    if missing or unexpected:
-        raise EmoError(f"{path}: weights do not fit the head config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    try:
+        load_model(head, str(path), strict=True, device="cpu")
+    except Exception as exc:  # e.g. a tensor whose bytes do not match its header
+        raise EmoError(f"{path}: cannot read the weights ({type(exc).__name__}: {str(exc)[:120]})") from None
+    bad = [name for name, t in head.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise EmoError(
+            f"{path}: non-finite weights (NaN/inf) in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}: "
+            "the run diverged or the file is damaged; refit it"
+        )
     return head.eval()
 
 
@@ -81,28 +139,42 @@ class SavedRun:
     path: Path
     config: dict
     metrics: dict
-    splits: list[dict]  # per fold: {"fold", "train", "val", "test"} clip ids
+    splits: list[dict]  # per fold: {"fold", "train", "val", "test"} clip ids ([] when splits.json is absent)
+    weights: list[str] = field(default_factory=list)  # one file per fold (from config.json, else the files present)
 
     @property
     def n_folds(self) -> int:
-        return len(self.splits)
+        return len(self.weights)
 
     def heads(self) -> list:
-        fallback = self.config.get("head")
-        return [load_weights(self.path / weights_name(k, self.n_folds), fallback) for k in range(self.n_folds)]
+        return [load_weights(self.path / name, self.config["head"]) for name in self.weights]
 
 
 def load_run(path: str | Path) -> SavedRun:
+    """A run directory's records, each checked (emo.fusion.run_checks) before anything is built from them."""
+    from emo.fusion.run_checks import check_config, check_splits, weights_files
+
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise EmoError(f"{path}: not a run directory (no {CONFIG}); runs are made by `emo fit --out`")
-    try:
-        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-        metrics = json.loads((path / METRICS).read_text(encoding="utf-8")) if (path / METRICS).exists() else {}
-        splits = json.loads((path / SPLITS).read_text(encoding="utf-8")) if (path / SPLITS).exists() else []
-    except json.JSONDecodeError as exc:
-        raise EmoError(f"{path}: damaged run file ({exc})") from None
-    return SavedRun(path, config, metrics, splits)
+    records = {}
+    for name, default in ((CONFIG, None), (METRICS, {}), (SPLITS, [])):
+        file = path / name
+        if name != CONFIG and not file.exists():
+            records[name] = default
+            continue
+        try:
+            records[name] = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise EmoError(f"{file}: damaged run file ({str(exc)[:160]})") from None
+    config = records[CONFIG]
+    check_config(config, path)
+    weights = weights_files(config, path)
+    splits = records[SPLITS]
+    if (path / SPLITS).exists():
+        check_splits(splits, len(weights), path)
+    metrics = records[METRICS] if isinstance(records[METRICS], dict) else {}
+    return SavedRun(path, config, metrics, splits, weights)
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -119,18 +191,42 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def save_run(out: Path, result) -> None:
-    """Write a RunResult (emo.fusion.fit) as a run directory."""
+    """Write a RunResult (emo.fusion.fit) as a run directory, all or nothing.
+
+    Everything is written into a hidden staging folder beside `out` first; only a complete run is
+    moved into place (renamed, or its files moved into an existing folder with config.json last,
+    so a folder never looks like a run before it is one). Any failure removes the staging folder.
+    """
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as err:
+        raise EmoError(f"{out}: cannot write the run directory ({err.strerror or err})") from None
+    try:
+        _write_run(staging, result)
+        if not out.exists():
+            os.replace(staging, out)
+            return
+        for stale in out.glob("model*.safetensors"):  # an overwritten run may have had other folds
+            stale.unlink()
+        for file in sorted(staging.iterdir(), key=lambda f: f.name == CONFIG):
+            os.replace(file, out / file.name)
+        staging.rmdir()
+    except OSError as err:
+        raise EmoError(f"{out}: cannot write the run directory ({err.strerror or err})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_run(out: Path, result) -> None:
     from emo.fusion.report import plot_confusion, plot_curves
 
     n_folds = len(result.heads)
     config = {**result.config, "weights": [weights_name(k, n_folds) for k in range(n_folds)]}
     result.config = config
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("model*.safetensors"):  # an overwritten run may have had other folds
-        stale.unlink()
     for fold, head in enumerate(result.heads):
         save_weights(head, out / weights_name(fold, n_folds), fold)
-    write_json(out / CONFIG, config)
     write_json(out / METRICS, result.metrics)
     write_json(out / SPLITS, result.splits)
     write_json(out / HISTORY, result.histories)
@@ -139,6 +235,7 @@ def save_run(out: Path, result) -> None:
     # metrics["classes"]: the scored classes (a cross-corpus test scores those shared with the test cache)
     plot_confusion(result.metrics["confusion"], result.metrics["classes"], out / "confusion.png", title)
     plot_curves(result.histories, out / "curves.png", [f["best_epoch"] for f in _fold_metrics(result.metrics)])
+    write_json(out / CONFIG, config)
 
 
 def _fold_metrics(metrics: dict) -> list[dict]:

@@ -26,16 +26,17 @@ def summarize_runs(paths: Sequence[str | Path]) -> list[dict]:
 def _summary(path: Path, shown: Path) -> dict:
     run = load_run(path)
     config, metrics = run.config, run.metrics
+    split = config.get("split") if isinstance(config.get("split"), dict) else {}
     row = {
         "run": str(shown),
-        "head": config.get("head", {}).get("name", "?"),
+        "head": config["head"]["name"],  # load_run checked the record
         "modalities": ",".join(config.get("modalities", [])),
-        "split": config.get("split", {}).get("spec", "?"),
-        "seed": config.get("split", {}).get("seed", ""),
+        "split": str(split.get("spec", "?")),
+        "seed": str(split.get("seed", "")),
     }
-    for key in HEADLINE:
-        if key in metrics:
-            row[key] = metrics[key]
-        if f"{key}_std" in metrics:
-            row[f"{key}_std"] = metrics[f"{key}_std"]
+    for key in (k for name in HEADLINE for k in (name, f"{name}_std")):
+        value = metrics.get(key)
+        # Numbers only: a damaged or hand-edited metrics.json leaves a blank cell, never a crash.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[key] = value
     return row

@@ -20,6 +20,7 @@ import numpy as np
 from emo.errors import EmoError
 from emo.fusion.fit import FitOptions, default_modalities, fit
 from emo.fusion.metrics import HEADLINE
+from emo.fusion.run_dir import check_run_dir, check_writable
 
 _FIT_KEYS = {f.name for f in fields(FitOptions)} - {"head", "head_params", "name", "seed"}
 
@@ -116,10 +117,14 @@ def sweep(
         if not any(key in HEADS[h].defaults for h in heads):
             raise EmoError(f"--set {key}: not a hyperparameter of {', '.join(heads)}")
     plan = expand(heads, grid, seeds, random)
-    for item in plan:  # every grid point is checked before the cache is read or a run starts
+    out = check_writable(Path(out), "sweep folder", directory=True)
+    for item in plan:  # every grid point and run folder is checked before the cache is read or a run starts
         _fit_arguments(item, head_params, common, HEADS)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+        check_run_dir(out / run_name(item["head"], item["params"], item["seed"]), overwrite)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EmoError(f"{out}: cannot create the sweep folder ({err.strerror or err})") from None
     data, per_head = load_for_heads(cache, heads, modalities, common)
 
     rows: list[dict] = []

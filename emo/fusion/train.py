@@ -208,6 +208,17 @@ def class_weights(train_labels: np.ndarray, n_classes: int, mode: str, device):
     return torch.tensor(weights, dtype=torch.float32, device=device)
 
 
+def check_finite_loss(loss: float, part: str, epoch: int, settings: TrainSettings) -> None:
+    """Stop a diverged fit at the epoch it diverged: NaN/inf loss is never trained on or reported as a result."""
+    if not math.isfinite(loss):
+        from emo.errors import EmoError
+
+        raise EmoError(
+            f"training diverged: the {part} loss is {loss} at epoch {epoch} (peak lr {settings.lr:g}); "
+            "lower --lr (or --grad-clip), nothing was written"
+        )
+
+
 def train_fold(
     head,
     data: CachedData,
@@ -277,11 +288,13 @@ def train_fold(
             scheduler.step()
             loss_sum += loss.detach() * len(rows)
         record = {"epoch": epoch, "train_loss": float(loss_sum) / len(train_rows), "lr": scheduler.get_last_lr()[0]}
+        check_finite_loss(record["train_loss"], "training", epoch, settings)
 
         if len(val_rows):
             probs, val_loss = predict(head, data, val_rows, keys, device, labels, settings.eval_batch_size)
             score = weighted_f1(labels[val_rows], probs.argmax(axis=1))
             record.update(val_loss=val_loss, val_weighted_f1=score)
+            check_finite_loss(val_loss, "validation", epoch, settings)
             improved = result.best_val_weighted_f1 is None or score > result.best_val_weighted_f1
             if improved:
                 result.best_val_weighted_f1, result.best_epoch, since_best = score, epoch, 0
