@@ -221,3 +221,15 @@ def test_a_loss_that_turns_nan_stops_the_fit_naming_the_epoch(made, tmp_path):
     with pytest.raises(EmoError, match=r"training diverged: the training loss is nan at epoch 2 \(peak lr 0.001\)"):
         train_fold(head, data, ["audio"], data.labels, rows, rows[:0], TrainSettings(epochs=3, lr=1e-3), torch.device("cpu"),
                    np.random.default_rng(0), poison)
+
+
+def test_stored_tensors_are_bounded_in_size_before_loading(copy, monkeypatch):
+    import emo.fusion.heads.registry as registry
+
+    run = copy()
+    rewrite_weights(run / "model.safetensors", lambda t: t.update({"extra.weight": torch.zeros(100)}))
+    config = json.loads((run / "config.json").read_text())["head"]
+    size = sum(t.numel() for t in load_weights(copy("kfold") / "model-fold0.safetensors", config).state_dict().values())
+    monkeypatch.setattr(registry, "MAX_HEAD_VALUES", size)  # the real limit needs a file of GBs to exceed
+    with pytest.raises(EmoError, match=rf"{size / 1e6:.0f} M stored values exceeds the limit"):
+        load_weights(run / "model.safetensors", config)
