@@ -356,3 +356,17 @@ def test_markup_in_paths_ids_and_reasons_prints_verbatim_in_extract_and_cache_co
     merged = tmp_path / "m[bold].h5"
     result = runner.invoke(app, ["cache", "merge", str(cache), "-o", str(merged)], env=wide)
     assert result.exit_code == 0 and "m[bold].h5" in result.output, result.output
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"fps": "abc"}, "--fps must be a number, not 'abc'"),
+    ({"fps": True}, "--fps must be a number, not True"),
+    ({"frames": 2.5}, "--frames must be an integer, not 2.5"),
+    ({"audio_backbone": 5}, "--audio-backbone must be text, not 5"),
+    ({"batch_seconds": float("inf")}, "--batch-seconds must be a positive finite number, not inf"),
+])
+def test_extract_options_read_back_from_json_are_type_checked(options, message):
+    from emo.extract.options import ExtractOptions
+
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        ExtractOptions(**options)

@@ -6,6 +6,7 @@ Standard library only: `emo.cli` imports this at start-up, so `emo --help` stays
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -51,6 +52,16 @@ class ExtractOptions:
     workers: int = field(default_factory=default_workers)
 
     def __post_init__(self) -> None:
+        # Options also come back from JSON (a cache's or a run's record): check types before values.
+        for name in ("audio_backbone", "text_backbone"):
+            _expect(name, getattr(self, name), str)
+        for name in ("audio_layers", "whisper_input", "text_layers", "visual_backbone", "device"):
+            _expect(name, getattr(self, name), str, optional=True)
+        for name in ("frames", "face_size"):
+            _expect(name, getattr(self, name), numbers.Integral, optional=True)
+        _expect("workers", self.workers, numbers.Integral)
+        _expect("fps", self.fps, numbers.Real, optional=True)
+        _expect("batch_seconds", self.batch_seconds, numbers.Real)
         if self.fps is not None and self.frames is not None:
             raise ValueError("give --fps or --frames, not both")
         if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
@@ -65,6 +76,16 @@ class ExtractOptions:
             raise ValueError(f"--batch-seconds must be a positive finite number, not {self.batch_seconds}")
         if self.workers < 1:
             raise ValueError(f"--workers must be at least 1, not {self.workers}")
+
+
+_KIND_NAMES = {str: "text", numbers.Integral: "an integer", numbers.Real: "a number"}
+
+
+def _expect(name: str, value: Any, kind: type, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"--{name.replace('_', '-')} must be {_KIND_NAMES[kind]}, not {value!r}")
 
 
 def parse_shard(spec: str | None) -> tuple[int, int] | None:
