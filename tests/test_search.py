@@ -120,7 +120,7 @@ def test_two_workers_share_one_study_and_finish_exactly_n_trials(cache, tmp_path
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(done) == 5
     # Any other trial was asked in a race past the budget and never ran.
-    assert all(t.system_attrs.get(OVER_ATTR) for t in trials if t not in done)
+    assert all(t.user_attrs.get(OVER_ATTR) for t in trials if t not in done)
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     runs = [t.user_attrs["run"] for t in done if t.state == TrialState.COMPLETE]
@@ -219,3 +219,54 @@ def test_bad_input_gets_one_line_errors(cache, tmp_path):
     assert "created with another search space" in line and "lr" in line
     with pytest.raises(EmoError, match="neither a fit option nor a hyperparameter"):
         search(cache, heads=["audio"], out=tmp_path / "c", trials=1, space=normalize({"hidden": [8, 16]}, "t"))
+
+
+def test_a_point_that_fails_is_counted_and_the_search_goes_on(cache, tmp_path, monkeypatch):
+    import emo.fusion.search as search_module
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(search_module, "fit", out_of_memory)
+    with pytest.raises(EmoError, match="every trial of study 'm' failed; the first: audio with .*out of memory"):
+        search(cache, heads=["audio"], out=tmp_path / "m", trials=2, space=normalize(SPACE, "t"), epochs=1)
+    with open(tmp_path / "m" / "results.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    # Failed points take their unit of the budget: two trials, not an endless retry.
+    assert [(r["trial"], r["state"]) for r in table] == [("0", "failed"), ("1", "failed")]
+    assert all("out of memory" in r["note"] for r in table)
+    with pytest.raises(EmoError, match="--set hidden: not a hyperparameter of audio"):
+        search(cache, heads=["audio"], out=tmp_path / "n", trials=1, head_params={"hidden": 8})
+
+
+def test_a_trial_asked_past_the_budget_in_a_race_is_not_run(cache, tmp_path, monkeypatch):
+    import optuna
+    from optuna.trial import TrialState
+
+    original = optuna.Study.ask
+    calls = []
+
+    def racing_ask(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # another worker takes the last unit between this worker's check and its ask
+            other = original(self)
+            self.tell(other, 0.5)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "ask", racing_ask)
+    result = search(cache, heads=["audio"], out=tmp_path / "r", trials=2, space=normalize(SPACE, "t"), epochs=1)
+    assert [(r["trial"], r["state"]) for r in result.rows] == [(0, "complete"), (1, "complete")]
+    from emo.fusion.search_storage import open_storage
+
+    trials = optuna.load_study(study_name="r", storage=open_storage(f"journal:{tmp_path / 'r' / 'optuna-journal.log'}")).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[2].user_attrs.get(OVER_ATTR) and "run" not in trials[2].user_attrs
+    assert not (tmp_path / "r" / "t0002-audio").exists()
+
+
+def test_the_default_space_of_a_scikit_learn_baseline_is_its_regularisation(cache, tmp_path):
+    result = search(cache, heads=["logreg"], out=tmp_path / "l", trials=2, sampler_seed=0)
+    assert [c for c in result.columns if c in ("C", "lr", "batch_size")] == ["C"]
+    for row in result.rows:
+        config = json.loads((tmp_path / "l" / row["run"] / "config.json").read_text())
+        assert 1e-2 <= config["head"]["hparams"]["C"] <= 1e2 and config["head"]["hparams"]["C"] == pytest.approx(row["C"], rel=1e-3)

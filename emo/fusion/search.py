@@ -34,8 +34,8 @@ from emo.fusion.search_storage import describe_storage, open_storage
 from emo.fusion.sweep import _FIT_KEYS, SweepResult, load_for_heads
 
 SETUP_ATTR = "emo:setup"  # study user attribute: the space and settings the study was created with
-ERROR_ATTR = "emo:error"  # trial system attribute: the emo error that failed it (counted in the budget)
-OVER_ATTR = "emo:over_budget"  # trial system attribute: asked past the budget, never run
+ERROR_ATTR = "emo:error"  # trial user attribute: the emo error that failed it (counted in the budget)
+OVER_ATTR = "emo:over_budget"  # trial user attribute: asked past the budget, never run
 DEFAULT_STORAGE = "optuna-journal.log"  # in --out: rerunning the command resumes, local workers share it
 PRUNER_STARTUP_TRIALS = 5  # completed trials before the median means anything
 PRUNER_WARMUP_EPOCHS = 3  # the first epochs of a fit say little about where it ends
@@ -73,7 +73,7 @@ def _counts(trial) -> bool:
     from optuna.trial import TrialState
 
     if trial.state == TrialState.FAIL:
-        return ERROR_ATTR in trial.system_attrs
+        return ERROR_ATTR in trial.user_attrs
     return True  # waiting, running, complete, pruned
 
 
@@ -81,7 +81,7 @@ def _finished(trial) -> bool:
     from optuna.trial import TrialState
 
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        trial.state == TrialState.FAIL and ERROR_ATTR in trial.system_attrs
+        trial.state == TrialState.FAIL and ERROR_ATTR in trial.user_attrs
     )
 
 
@@ -165,6 +165,9 @@ def search(
         if h not in HEADS:
             raise EmoError(f"unknown head {h!r}; available: {', '.join(HEADS)}")
     head_params = dict(head_params or {})
+    for key in head_params:
+        if not any(key in HEADS[h].defaults for h in heads):
+            raise EmoError(f"--set {key}: not a hyperparameter of {', '.join(heads)}")
     # --set fixes a value: taken out of the default space, but a clash with a given space is an error.
     space = dict(space) if space is not None else {k: v for k, v in default_space(heads).items() if k not in head_params}
     for key in space:
@@ -216,7 +219,7 @@ def search(
         csv_path = _write_results(out, rows, columns)
     finally:
         optuna.logging.set_verbosity(verbosity)
-    errors = [t.system_attrs[ERROR_ATTR] for t in study_obj.get_trials(deepcopy=False) if ERROR_ATTR in t.system_attrs]
+    errors = [t.user_attrs[ERROR_ATTR] for t in study_obj.get_trials(deepcopy=False) if ERROR_ATTR in t.user_attrs]
     if errors and not any(r["state"] in ("complete", "pruned") for r in rows):
         raise EmoError(f"every trial of study {study_name!r} failed; the first: {errors[0]}")
     return SweepResult(rows, csv_path, columns)
@@ -233,7 +236,7 @@ class _Objective:
 
         ahead = sum(1 for t in self.study.get_trials(deepcopy=False) if t.number <= trial.number and _counts(t))
         if ahead > self.trials:
-            trial.set_system_attr(OVER_ATTR, True)
+            trial.set_user_attr(OVER_ATTR, True)
             raise _OverBudget(f"trial {trial.number} is past the budget of {self.trials}")
         trial.set_user_attr("worker", self.worker)
         head = trial.suggest_categorical("head", list(self.heads)) if len(self.heads) > 1 else self.heads[0]
@@ -263,15 +266,22 @@ class _Objective:
             trial.set_user_attr("epochs", display.last_epoch)
             raise
         except EmoError as err:
-            trial.set_system_attr(ERROR_ATTR, str(err))
+            trial.set_user_attr(ERROR_ATTR, str(err))
             raise
+        except RuntimeError as err:
+            # A point too large for the device is a bad point, not a lost worker: count it and go on.
+            if "out of memory" not in str(err):
+                raise
+            message = f"{head} with {values}: out of memory on {self.common.get('device', 'auto')}"
+            trial.set_user_attr(ERROR_ATTR, message)
+            raise EmoError(message) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         metrics = result.metrics
         folds = metrics.get("folds") or [metrics]
         vals = [f.get("best_val_weighted_f1") for f in folds]
         if any(v is None for v in vals):
-            trial.set_system_attr(ERROR_ATTR, "no validation clips to score the trial on")
+            trial.set_user_attr(ERROR_ATTR, "no validation clips to score the trial on")
             raise EmoError(f"{final}: no validation clips to score the trial on")
         for key in HEADLINE:
             trial.set_user_attr(key, metrics[key])
@@ -327,7 +337,7 @@ def results_rows(study, space: dict[str, dict], heads: Sequence[str]) -> tuple[l
               TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
     rows, std_columns = [], []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if t.system_attrs.get(OVER_ATTR):
+        if t.user_attrs.get(OVER_ATTR):
             continue
         row: dict[str, Any] = {
             "trial": t.number, "run": t.user_attrs.get("run", "") if t.state == TrialState.COMPLETE else "",
@@ -346,7 +356,7 @@ def results_rows(study, space: dict[str, dict], heads: Sequence[str]) -> tuple[l
         row["epochs"] = t.user_attrs.get("epochs", "")
         row["worker"] = t.user_attrs.get("worker", "")
         if t.state == TrialState.FAIL:
-            row["note"] = t.system_attrs.get(ERROR_ATTR) or "worker lost (no heartbeat)"
+            row["note"] = t.user_attrs.get(ERROR_ATTR) or "worker lost (no heartbeat)"
         rows.append(row)
     columns = ["trial", "run", "state", *(["head"] if "head" not in names else []), *names,
                "val_weighted_f1", *HEADLINE, *std_columns, "epochs", "worker", "note"]

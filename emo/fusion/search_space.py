@@ -34,6 +34,9 @@ DEFAULT_HEAD_SPACE: dict[str, Any] = {
     "ffn": {"choices": [256, 512, 1024, 2048]},
     "hidden": {"choices": [64, 128, 256, 512]},
     "dropout": {"low": 0.0, "high": 0.5},
+    # The scikit-learn baselines (logreg, svm): regularisation and the RBF width.
+    "C": {"low": 1e-2, "high": 1e2, "log": True},
+    "gamma": {"low": 1e-4, "high": 1.0, "log": True},
 }
 # Only for heads that train with a modality hidden (absent_ok) and take more than one modality.
 DEFAULT_DROPOUT_SPACE: dict[str, Any] = {"modality_dropout": {"low": 0.0, "high": 0.5}}
@@ -134,8 +137,10 @@ def grid_space(grid: dict[str, list]) -> dict[str, dict]:
 def default_space(heads: Sequence[str]) -> dict[str, dict]:
     """The documented default: fit options for every head, plus the head hyperparameters they have."""
     from emo.fusion.heads import HEADS
+    from emo.fusion.heads.classical import ClassicalHead
 
-    space = dict(DEFAULT_FIT_SPACE)
+    # Learning rate, weight decay and batch size mean nothing to a scikit-learn baseline.
+    space = {} if all(issubclass(HEADS[h], ClassicalHead) for h in heads) else dict(DEFAULT_FIT_SPACE)
     for name in heads:
         cls = HEADS[name]
         space.update({k: v for k, v in DEFAULT_HEAD_SPACE.items() if k in cls.defaults})
