@@ -442,9 +442,12 @@ def sweep_command(
         fail(f"--seeds {seeds!r}: expected integers like 0,1,2")
     if search not in ("grid", "optuna"):
         fail(f"--search {search!r}: expected grid or optuna")
+    # The fit options every run of either search takes.
+    common = dict(split=split, epochs=epochs, device=device, label_column=label_column, classes=_fusion_list(classes),
+                  normalize=normalize)
     if search == "optuna":
-        _sweep_optuna(cache, head, out, grid, seed_list, random, modalities, split, epochs, device, label_column,
-                      classes, hparams, trials, storage, study, space, heartbeat, console)
+        _sweep_optuna(cache, head, out, grid, seed_list, random, modalities, hparams, trials, storage, study, space,
+                      heartbeat, console, common)
         return
     optuna_only = [flag for flag, value in (("--trials", trials), ("--storage", storage), ("--study", study), ("--space", space)) if value is not None]
     if optuna_only:
@@ -453,16 +456,15 @@ def sweep_command(
         cache, heads=_fusion_list(head) or [], out=out, grid=parse_grid(grid), seeds=seed_list, random=random,
         modalities=_fusion_list(modalities), head_params=parse_assignments(hparams), overwrite=overwrite,
         on_run=lambda row: console.print(f"[dim]done[/] {escape(row['run'])}  UAR {row['uar']:.4f}", highlight=False),
-        split=split, epochs=epochs, device=device, label_column=label_column, classes=_fusion_list(classes),
-        normalize=normalize,
+        **common,
     )
     columns = [c for c in result.columns if not c.endswith("_std")]
     console.print(runs_table(result.rows, columns, title=f"sweep · {cache}"))
     console.print(f"results: {escape(str(result.csv_path))}", highlight=False)
 
 
-def _sweep_optuna(cache, head, out, grid, seed_list, random, modalities, split, epochs, device, label_column,
-                  classes, hparams, trials, storage, study, space, heartbeat, console) -> None:
+def _sweep_optuna(cache, head, out, grid, seed_list, random, modalities, hparams, trials, storage, study, space,
+                  heartbeat, console, common: dict) -> None:
     from rich.markup import escape
 
     from emo.fusion.display import runs_table
@@ -488,8 +490,7 @@ def _sweep_optuna(cache, head, out, grid, seed_list, random, modalities, split, 
     result = search(
         cache, heads=_fusion_list(head) or [], out=out, trials=trials, space=chosen, storage=storage, study=study,
         seed=seed_list[0], modalities=_fusion_list(modalities), head_params=parse_assignments(hparams),
-        heartbeat=heartbeat, on_trial=show, split=split, epochs=epochs, device=device, label_column=label_column,
-        classes=_fusion_list(classes),
+        heartbeat=heartbeat, on_trial=show, **common,
     )
     columns = [c for c in result.columns if not c.endswith("_std") and c not in ("worker", "note")]
     shown = [{**r, "val_weighted_f1": f"{r['val_weighted_f1']:.3f}"} if "val_weighted_f1" in r else r for r in result.rows]

@@ -131,10 +131,11 @@ def test_two_workers_share_one_study_and_finish_exactly_n_trials(cache, tmp_path
 
 
 @pytest.mark.slow
-def test_a_killed_worker_leaves_the_study_usable(cache, tmp_path):
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])  # emo's journal heartbeat, Optuna's RDB heartbeat
+def test_a_killed_worker_leaves_the_study_usable(cache, tmp_path, kind):
     from optuna.trial import TrialState
 
-    storage = f"journal:{tmp_path / 'study.log'}"
+    storage = f"journal:{tmp_path / 'study.log'}" if kind == "journal" else f"sqlite:///{tmp_path / 'study.db'}"
     out = tmp_path / "runs"
     # Trials of a second or more (60 epochs, no early stopping) so the kill lands mid-trial.
     slow = {**SPACE, "patience": 0}
@@ -142,7 +143,7 @@ def test_a_killed_worker_leaves_the_study_usable(cache, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         # Running with its parameters drawn: the worker is training when it dies.
-        if (tmp_path / "study.log").exists() and any(t.state == TrialState.RUNNING and t.params for t in _safe_trials(storage)):
+        if any((tmp_path / f).exists() for f in ("study.log", "study.db")) and any(t.state == TrialState.RUNNING and t.params for t in _safe_trials(storage)):
             break
         time.sleep(0.1)
     else:
@@ -174,7 +175,7 @@ def test_a_killed_worker_leaves_the_study_usable(cache, tmp_path):
 def _safe_trials(storage):
     try:
         return _trials(storage, "shared")
-    except KeyError:  # the study is not created yet
+    except (KeyError, EmoError):  # the study (or its database) is not created yet
         return []
 
 
@@ -211,8 +212,10 @@ def test_bad_input_gets_one_line_errors(cache, tmp_path):
     space.write_text(json.dumps({"lr": [1e-3, 2e-3], "d_model": 16, "heads": 2, "blocks": 1, "ffn": 32}))
     storage = f"journal:{tmp_path / 'shared.log'}"
     result = runner.invoke(app, [*base, "--trials", "1", "--space", str(space), "--storage", storage, "--study", "s",
-                                 "--out", str(tmp_path / "b")])
+                                 "--normalize", "speaker", "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
+    # The fit options of the command reach every trial.
+    assert json.loads((tmp_path / "b" / "t0000-audio" / "config.json").read_text())["options"]["normalize"] == "speaker"
     other = tmp_path / "two.json"
     other.write_text(json.dumps({"lr": [1e-3, 5e-3], "d_model": 16, "heads": 2, "blocks": 1, "ffn": 32}))
     line = error("--trials", "1", "--space", str(other), "--storage", storage, "--study", "s", "--out", str(tmp_path / "b"))
