@@ -370,3 +370,59 @@ def test_extract_options_read_back_from_json_are_type_checked(options, message):
 
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         ExtractOptions(**options)
+
+
+# -- every class at once: a gallery of broken media ends as reasons, never as a crash -------------
+def _gallery(root: Path) -> dict[str, bytes | None]:
+    rng = np.random.default_rng(3)
+    good = write_wav(root / "good.wav").read_bytes()
+    nan_wav = root / "nan.wav"
+    soundfile.write(nan_wav, np.full(4000, np.nan, np.float32), 16000, subtype="FLOAT")
+    streaming = bytearray(good)
+    at = streaming.find(b"data")
+    streaming[at + 4 : at + 8] = b"\xff\xff\xff\xff"  # a streaming writer's "unknown length": still whole
+    return {
+        "good.wav": None,
+        "nan.wav": None,
+        "streaming.wav": bytes(streaming),
+        "empty.wav": b"",
+        "header_only.wav": good[:40] + b"\x00\x00\x00\x00",
+        "half.wav": good[: len(good) // 2],
+        "id3_junk.wav": b"ID3" + bytes(300),
+        "noise.wav": rng.bytes(4000),
+        "noise.flac": rng.bytes(4000),
+        "noise.ogg": rng.bytes(4000),
+        "noise.mp4": rng.bytes(4000),
+        "text.mp3": b"this is not audio\n" * 50,
+    }
+
+
+def test_a_gallery_of_broken_media_gives_a_reason_per_clip_and_no_crash(tmp_path):
+    import re
+
+    root, cache = tmp_path / "data", tmp_path / "c.h5"
+    root.mkdir()
+    rows = []
+    for name, content in _gallery(root).items():
+        if content is not None:
+            (root / name).write_bytes(content)
+        column = "video" if name.endswith(".mp4") else "audio"
+        rows.append({"id": name, "label": "sad", "speaker": "s0", column: name})
+    write_manifest(root, rows)
+    result = extract(root, cache, "--modalities", "audio")
+    assert result.exit_code == 0, result.output
+    assert "unexpected" not in result.output and "Traceback" not in result.output
+    reader = CacheReader(cache)
+    assert sorted(reader.ok_ids("audio")) == ["good.wav", "streaming.wav"]
+    found = failures(cache)
+    assert set(found) | {"good.wav", "streaming.wav"} == {row["id"] for row in rows}
+    for clip, (status, reason) in found.items():
+        # Every failure is one emo understood (a ClipError's reason), not a stray exception's text.
+        assert reason and not re.match(r"^[A-Z]\w*(Error|Exception)\b", reason), (clip, reason)
+    assert found["empty.wav"][1] == "empty file (0 bytes)"
+    assert found["header_only.wav"][1] == "zero-length audio (no samples)"
+    assert found["half.wav"][1].startswith("truncated WAV")
+    assert found["nan.wav"][1] == "audio holds NaN or infinite samples"
+    # libsndfile calls an unparsable file "does not exist or is not a regular file"; it exists.
+    assert found["text.mp3"][1] == ("cannot decode audio: not a valid mp3 file "
+                                    "(libsndfile: Format not recognised.; ffmpeg: Invalid data found when processing input)")

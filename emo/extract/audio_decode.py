@@ -20,11 +20,6 @@ SOUNDFILE_SUFFIXES = frozenset(
 )
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
-
-
 def wav_shortfall(path: str) -> str | None:
     """Why a RIFF/WAVE file is shorter than its header says, or None when it is whole (or not a WAV).
 
@@ -81,7 +76,7 @@ def _read_av(path: str) -> tuple[np.ndarray, int]:
         stream = container.streams.audio[0]
         if not stream.codec_context.channels or not (stream.codec_context.sample_rate or stream.rate):
             # ffmpeg "finds" a stream in random bytes too; one with no channels or rate is no audio.
-            raise ClipError(path, "cannot decode audio (no decodable audio stream: not a valid audio file)")
+            raise ClipError(path, "no decodable audio stream")
         # Planar float keeps channels apart so the downmix below is the same plain mean as for
         # soundfile (ffmpeg's own mono downmix applies centre-mix gains).
         to_float = av.AudioResampler(format="fltp")
@@ -94,6 +89,26 @@ def _read_av(path: str) -> tuple[np.ndarray, int]:
     if not chunks:
         return np.zeros(0, np.float32), int(rate or SAMPLE_RATE)
     return np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32), int(rate)
+
+
+def _decoder_words(exc: BaseException, path: str) -> str:
+    """A decoder's complaint without the path it repeats; libsndfile's "File does not exist or is
+    not a regular file" for a file it cannot parse (we checked it is one) says what it means."""
+    import re
+
+    if isinstance(exc, ClipError):
+        return exc.reason
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    text = text.replace(f"Error opening {path!r}: ", "").replace(f": {path!r}", "").replace(f" {path!r}", "")
+    text = re.sub(r"^\[Errno -?\d+\] ", "", text)
+    if "does not exist or is not a regular file" in text:
+        text = "Format not recognised."
+    return text
+
+
+def _neither_decodes(path: str, first: BaseException, second: BaseException | None) -> str:
+    ffmpeg = _decoder_words(second, path) if second is not None else "no audio decoded"
+    return f"cannot decode audio: not a valid {Path(path).suffix.lstrip('.') or 'audio'} file (libsndfile: {_decoder_words(first, path)}; ffmpeg: {ffmpeg})"
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -114,14 +129,14 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise
     except Exception as first:
         if not use_soundfile:
-            raise ClipError(path, f"cannot decode audio ({_one_line(first)})") from None
+            raise ClipError(path, f"cannot decode audio ({_decoder_words(first, path)})") from None
         # libsndfile refuses some valid variants (odd wav headers, mp3 tags) that ffmpeg reads.
         try:
             samples, rate = _read_av(path)
-        except Exception:
-            raise ClipError(path, f"cannot decode audio ({_one_line(first)})") from None
+        except Exception as second:
+            raise ClipError(path, _neither_decodes(path, first, second)) from None
         if samples.size == 0:  # ffmpeg decoded nothing either: the file is not audio, it is not "empty"
-            raise ClipError(path, f"cannot decode audio ({_one_line(first)})")
+            raise ClipError(path, _neither_decodes(path, first, None))
     if samples.size == 0:
         raise ClipError(path, "zero-length audio (no samples)")
     if not np.isfinite(samples).all():
