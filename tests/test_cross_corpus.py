@@ -155,6 +155,9 @@ def test_fit_with_a_test_cache_trains_on_all_of_one_corpus(corpora, tmp_path):
     assert config["classes"] == ["angry", "happy", "neutral", "sad"]  # the head's outputs
     assert config["test_cache"]["label_map"]["given"] == {"joy": "happy"}
     assert config["options"]["test_cache"] == str(corpora["b"])
+    from emo.fusion import summarize_runs
+
+    assert summarize_runs([out])[0]["split"] == "stratified · test b.h5"
     # `emo eval RUN` rescores on the recorded test cache with the recorded map
     rescored = evaluate(out)
     np.testing.assert_allclose(rescored.predictions.probs, result.predictions.probs, rtol=0, atol=1e-6)

@@ -34,6 +34,9 @@ def _summary(path: Path, shown: Path) -> dict:
         "split": str(split.get("spec", "?")),
         "seed": str(split.get("seed", "")),
     }
+    test_cache = config.get("test_cache")
+    if isinstance(test_cache, dict) and isinstance(test_cache.get("path"), str):  # scored on another corpus
+        row["split"] += f" · test {Path(test_cache['path']).name}"
     for key in (k for name in HEADLINE for k in (name, f"{name}_std")):
         value = metrics.get(key)
         # Numbers only: a damaged or hand-edited metrics.json leaves a blank cell, never a crash.
