@@ -128,3 +128,10 @@ def test_merge_refuses_a_target_another_writer_holds(tmp_path):
     lock_path(target).unlink()
     assert merge_caches([shard], target).ok == {"audio": 4}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5", "t.h5"]
+
+
+def test_an_unreadable_lock_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "c.h5"
+    lock_path(path).mkdir()  # not a file at all
+    with pytest.raises(CacheError, match="cannot be read; delete it if no emo is writing"):
+        CacheWriter(path, dataset="d", clips=make_clips(2))

@@ -144,6 +144,8 @@ class WriterLock:
     def _refusal(self, holder: dict | None) -> CacheError:
         if holder is None:
             return CacheError(f"{self.cache}: another writer is taking the lock {self.path} right now; try again shortly")
+        if not holder:
+            return CacheError(f"{self.cache}: the writer lock {self.path} cannot be read; delete it if no emo is writing this cache")
         if holder.get("host") != socket.gethostname():
             return CacheError(
                 f"{self.cache}: being written by {_holder_text(holder)} (lock {self.path}); "
