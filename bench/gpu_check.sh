@@ -28,9 +28,13 @@ python -c "import torch, transformers; print('torch', torch.__version__, 'transf
 step() {  # step NAME SECONDS COMMAND...: one bounded step; a failure or timeout is reported, the rest still runs
   local name=$1 seconds=$2; shift 2
   echo "== $name ($(date -u +%H:%M:%S))" | tee -a "$LOG"
-  local start=$SECONDS
-  if ! timeout "$seconds" "$@" 2>&1 | grep -v -E "Loading weights|Writing model" | tee -a "$LOG"; then
-    echo "!! $name failed or ran past ${seconds} s" | tee -a "$LOG"
+  local start=$SECONDS rc
+  set +e
+  timeout "$seconds" "$@" 2>&1 | { grep -v -E "Loading weights|Writing model" || true; } | tee -a "$LOG"
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [[ $rc -ne 0 ]]; then
+    echo "!! $name failed (exit $rc; 124 = ran past ${seconds} s)" | tee -a "$LOG"
   fi
   echo "   ($((SECONDS - start)) s)" | tee -a "$LOG"
 }
