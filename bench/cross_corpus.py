@@ -1,6 +1,6 @@
 """Cross-corpus UAR on real Korean speech: train on one speaker group, test on the other.
 
-    python bench/cross_corpus.py [--dir /work/caches/xc] [--features logmel,egemaps] [--seeds 0]
+    python bench/cross_corpus.py [--dir /work/caches/xc] [--features logmel,egemaps] [--seeds 0] [--data DIR]
 
 The two "corpora" are the two groups of kor_emotiontts (../shared/data): the 10 ne* speakers
 (emotional-to-emotional, 200 clips, each emotion read with its own scripts) through the
@@ -32,11 +32,11 @@ LABELS = ("neutral", "happy", "sad", "angry")  # clip numbers 1xx, 2xx, 3xx, 4xx
 HEAD = ["--set", "d_model=64", "--set", "heads=4", "--set", "blocks=1", "--set", "ffn=128", "--set", "dropout=0.2"]
 
 
-def em_manifest(folder: Path) -> Path:
+def em_manifest(folder: Path, data: Path) -> Path:
     """manifest.csv for the em* speakers with renamed labels; the wavs hard-linked beside it."""
     (folder / "wav").mkdir(parents=True, exist_ok=True)
     rows = []
-    for wav in sorted((DATA / "plain-to-emotional").glob("*/wav/*.wav")):
+    for wav in sorted((data / "plain-to-emotional").glob("*/wav/*.wav")):
         link = folder / "wav" / wav.name
         if not link.exists():
             os.link(wav, link)
@@ -61,17 +61,18 @@ def main() -> None:
     parser.add_argument("--features", default="logmel", help="comma list of audio backbones (built-ins)")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--data", type=Path, default=DATA, help="the kor_emotiontts folder")
     args = parser.parse_args()
-    if not DATA.is_dir():
-        sys.exit(f"{DATA} is absent: this benchmark needs the shared Korean recordings")
-    manifest = em_manifest(args.dir / "em")
+    if not args.data.is_dir():
+        sys.exit(f"{args.data} is absent: this benchmark needs the shared Korean recordings")
+    manifest = em_manifest(args.dir / "em", args.data)
     to_ne = ",".join(f"{short}={name}" for name, short in EM_NAMES.items() if short != name)
     to_em = ",".join(f"{name}={short}" for name, short in EM_NAMES.items() if short != name)
     rows = []
     for feature in args.features.split(","):
         ne, em = args.dir / f"ne-{feature}.h5", args.dir / f"em-{feature}.h5"
         if not ne.exists():
-            emo("extract", "kor-emotion", str(DATA / "emotional-to-emotional"), "-o", str(ne), "--modalities", "audio",
+            emo("extract", "kor-emotion", str(args.data / "emotional-to-emotional"), "-o", str(ne), "--modalities", "audio",
                 "--audio-backbone", feature)
         if not em.exists():
             emo("extract", "manifest", str(manifest), "-o", str(em), "--modalities", "audio", "--audio-backbone", feature)
