@@ -173,6 +173,7 @@ def test_fit_with_a_test_cache_trains_on_all_of_one_corpus(corpora, tmp_path):
         ({"overlap": "never"}, "--overlap 'never'"),
         ({"label_map": ["joy=elated"]}, "'elated' is not a class of the run"),
         ({"test_cache": "SELF"}, "96 of its 96 clips to score were in the run's training or validation data"),
+        ({"test_cache": "SELF", "overlap": "exclude"}, "no clip left to score"),
     ],
 )
 def test_fit_test_cache_refusals_come_before_training(corpora, tmp_path, options, message):
