@@ -273,3 +273,17 @@ def test_the_default_space_of_a_scikit_learn_baseline_is_its_regularisation(cach
     for row in result.rows:
         config = json.loads((tmp_path / "l" / row["run"] / "config.json").read_text())
         assert 1e-2 <= config["head"]["hparams"]["C"] <= 1e2 and config["head"]["hparams"]["C"] == pytest.approx(row["C"], rel=1e-3)
+
+
+def test_a_k_fold_trial_is_scored_by_its_mean_validation_wf1(cache, tmp_path):
+    result = search(cache, heads=["audio"], out=tmp_path / "k", trials=1, space=normalize(SPACE, "t"), epochs=2,
+                    split="kfold-speaker:2", batch_size=16)
+    (row,) = result.rows
+    metrics = json.loads((tmp_path / "k" / row["run"] / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 2 and "uar_std" in row
+    assert row["val_weighted_f1"] == pytest.approx(sum(f["best_val_weighted_f1"] for f in metrics["folds"]) / 2)
+    history = json.loads((tmp_path / "k" / row["run"] / "history.json").read_text())
+    assert [len(h) for h in history] == [2, 2]
+    # Fold k's epoch e is reported at step k * epochs + e, so the median compares fold by fold.
+    (trial,) = _trials(f"journal:{tmp_path / 'k' / 'optuna-journal.log'}", "k")
+    assert sorted(trial.intermediate_values) == [1, 2, 3, 4]
