@@ -232,6 +232,8 @@ def _write_run(out: Path, result) -> None:
     write_json(out / HISTORY, result.histories)
     result.predictions.write_csv(out / PREDICTIONS)
     title = f"{config['head']['name']} · {config['split']['spec']}"
+    if config.get("test_cache"):  # the scores are on another corpus
+        title += f" · test {Path(config['test_cache']['path']).name}"
     # metrics["classes"]: the scored classes (a cross-corpus test scores those shared with the test cache)
     plot_confusion(result.metrics["confusion"], result.metrics["classes"], out / "confusion.png", title)
     plot_curves(result.histories, out / "curves.png", [f["best_epoch"] for f in _fold_metrics(result.metrics)])
