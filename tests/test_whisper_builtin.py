@@ -85,8 +85,11 @@ def test_a_half_written_folder_is_never_used(cache_dir):
     folder = load_builtin_whisper("whisper-tiny.en").path
     (folder / "emo_conversion.json").unlink()  # as if killed before the conversion finished
     (folder / "model.safetensors").write_bytes(b"half")
+    stale = folder.parent / f".{folder.name}.partial-killed"  # a staging folder of a killed conversion
+    stale.mkdir()
     again = load_builtin_whisper("whisper-tiny.en")
     assert again.path == folder and (folder / "emo_conversion.json").is_file()
+    assert not stale.exists()
     make_audio_extractor("whisper-tiny.en")  # the rebuilt folder loads
 
 

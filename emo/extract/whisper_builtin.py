@@ -257,6 +257,8 @@ def load_builtin_whisper(name: str) -> BuiltinWhisper:
         with _lock(parent / f".{folder.name}.lock"):
             if _complete(folder, spec.sha256):  # another process converted it while we waited
                 return BuiltinWhisper(name, revision, folder)
+            for stale in parent.glob(f".{folder.name}.partial-*"):  # left by a killed run: we hold the lock
+                shutil.rmtree(stale, ignore_errors=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=parent))
             try:
                 _write_folder(staging, name, spec.sha256, config, state, feature_extractor)
