@@ -108,3 +108,15 @@ def test_a_test_cache_is_normalised_by_its_own_speakers(voices, tmp_path):
     again = evaluate(out, other)
     assert again.metrics["normalize"]["mode"] == "speaker"
     np.testing.assert_allclose(again.predictions.probs, result.predictions.probs, atol=1e-6)
+
+
+def test_sweep_passes_normalize_to_every_run(voices, tmp_path):
+    from typer.testing import CliRunner
+
+    from emo.cli import app
+
+    done = CliRunner().invoke(app, ["sweep", str(voices), "--head", "logreg,svm", "--grid", "C=0.5,2", "--normalize", "speaker",
+                                    "--split", "kfold-speaker:4", "--out", str(tmp_path / "sweep")])
+    assert done.exit_code == 0, done.output
+    configs = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/config.json")]
+    assert len(configs) == 4 and all(c["normalize"]["transductive"] for c in configs)
