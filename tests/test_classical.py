@@ -197,3 +197,17 @@ def test_pooling_ignores_padding_and_chunks_exactly(monkeypatch):
     np.testing.assert_array_equal(classical.pooled_statistics(padded, torch.cat([mask, torch.zeros(5, 4, dtype=torch.bool)], 1)), pooled)
     monkeypatch.setattr(classical, "POOL_CHUNK_VALUES", 10)  # one clip at a time
     np.testing.assert_array_equal(classical.pooled_statistics(x, mask), pooled)
+
+
+def test_folds_and_sweep_runs_pool_each_clip_once(cache, monkeypatch):
+    from emo.fusion.heads import classical
+
+    data = load_data(cache, ["audio", "text"])
+    calls = []
+    original = classical.pooled_statistics
+    monkeypatch.setattr(classical, "pooled_statistics", lambda x, mask: calls.append(len(x)) or original(x, mask))
+    first = fit(cache, head="logreg", data=data, split="kfold-speaker:3", quiet=True)
+    pooled = sum(calls)
+    assert pooled == 2 * len(data)  # every clip once per modality, for all three folds
+    again = fit(cache, head="svm", data=data, split="kfold-speaker:3", quiet=True, head_params={"C": 3.0})
+    assert sum(calls) == pooled and again.metrics["uar"] > 0.25 and first.metrics["uar"] > 0.25

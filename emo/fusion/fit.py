@@ -237,7 +237,10 @@ def fit(
                 )
             scored = {}  # a test cache is scored after training (below)
             if cross is None:
-                probs, _ = predict(model, data, test_rows, keys, device, labels, settings.eval_batch_size)
+                if getattr(model, "fitted_by_sklearn", False):  # from the pooled features it was fitted on
+                    probs = model.probabilities(data, keys, test_rows)
+                else:
+                    probs, _ = predict(model, data, test_rows, keys, device, labels, settings.eval_batch_size)
                 part = Predictions(
                     ids=[data.ids[r] for r in test_rows], true=labels[test_rows], predicted=probs.argmax(axis=1),
                     probs=probs, fold=np.full(len(test_rows), fold.index), class_names=class_names,

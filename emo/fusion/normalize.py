@@ -19,6 +19,7 @@ Defined behaviour at the edges:
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -44,8 +45,6 @@ def speaker_normalized(data, keys: Sequence[str], source) -> tuple[object, dict]
 
     Returns (data, info) with info = {"speakers": n, "global_fallback": [speakers with < MIN_CLIPS clips]}.
     """
-    import torch
-
     features = [k for k in keys if data.modalities[k].kind == "features"]
     if not features:
         raise EmoError(f"{source}: --normalize speaker standardises cached features; "
@@ -59,38 +58,59 @@ def speaker_normalized(data, keys: Sequence[str], source) -> tuple[object, dict]
     fallback: set[str] = set()
     changed = {}
     for key in features:
-        m = data.modalities[key]
-        present = np.flatnonzero(m.lengths > 0)
-        if m.data.shape[0] == 0 or len(present) == 0:
-            continue
-        # Speaker of every flat frame: clips are contiguous runs [start, start + length).
-        owner = np.full(m.data.shape[0], -1, dtype=np.int64)
-        starts = m.starts.cpu().numpy()
-        for_frames = np.repeat(codes[present], m.lengths[present])
-        offsets = np.repeat(starts[present], m.lengths[present]) + (
-            np.arange(m.lengths[present].sum()) - np.repeat(np.cumsum(m.lengths[present]) - m.lengths[present],
-                                                            m.lengths[present]))
-        owner[offsets] = for_frames
-        clips_of = np.bincount(codes[present], minlength=len(names))
-        out = m.data.clone()
-        global_stats = _stats(m.data, np.flatnonzero(owner >= 0))
-        order = np.argsort(owner, kind="stable")
-        bounds = np.searchsorted(owner[order], np.arange(len(names) + 1))
-        for code, name in enumerate(names):
-            frames = order[bounds[code] : bounds[code + 1]]
-            if len(frames) == 0:
-                continue
-            if clips_of[code] < MIN_CLIPS:
-                fallback.add(str(name))
-                mean, std = global_stats
-            else:
-                mean, std = _stats(m.data, frames)
-            index = torch.from_numpy(frames).to(m.data.device)
-            scaled = (m.data[index].double() - mean) / std
-            out[index] = scaled.clamp(-_FLOAT16_MAX, _FLOAT16_MAX).to(m.data.dtype)
-        changed[key] = dataclasses.replace(m, data=out)
+        changed[key], lone = _normalized_modality(data.modalities[key], names, codes)
+        fallback |= lone
     info = {"speakers": int(len(names)), "global_fallback": sorted(fallback)}
     return dataclasses.replace(data, modalities={**data.modalities, **changed}), info
+
+
+# The normalised copy of a loaded modality, kept while its source tensor lives: the fits of a sweep
+# or of a benchmark over one in-memory cache normalise it once. Keyed by id() (a tensor's == is
+# elementwise), checked against the source, the clip layout and the speakers; dropped with the source.
+_NORMALIZED: dict[int, tuple] = {}
+
+
+def _normalized_modality(m, names: np.ndarray, codes: np.ndarray):
+    """(the modality standardised per speaker, speakers that fell back to the global statistics)."""
+    import torch
+
+    speakers_key = (tuple(names), codes.tobytes())
+    held = _NORMALIZED.get(id(m.data))
+    if held is not None and held[0]() is m.data and held[1] is m.starts and np.array_equal(held[2], m.lengths) \
+            and held[3] == speakers_key:
+        return held[4], held[5]
+    present = np.flatnonzero(m.lengths > 0)
+    if m.data.shape[0] == 0 or len(present) == 0:
+        return m, set()
+    # Speaker of every flat frame: clips are contiguous runs [start, start + length).
+    lengths = m.lengths[present]
+    first = np.repeat(m.starts.cpu().numpy()[present], lengths)
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    owner = np.full(m.data.shape[0], -1, dtype=np.int64)
+    owner[first + within] = np.repeat(codes[present], lengths)
+    clips_of = np.bincount(codes[present], minlength=len(names))
+    out = m.data.clone()
+    global_stats = _stats(m.data, np.flatnonzero(owner >= 0))
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(len(names) + 1))
+    fallback = set()
+    for code, name in enumerate(names):
+        frames = order[bounds[code] : bounds[code + 1]]
+        if len(frames) == 0:
+            continue
+        if clips_of[code] < MIN_CLIPS:
+            fallback.add(str(name))
+            mean, std = global_stats
+        else:
+            mean, std = _stats(m.data, frames)
+        index = torch.from_numpy(frames).to(m.data.device)
+        scaled = (m.data[index].double() - mean) / std
+        out[index] = scaled.clamp(-_FLOAT16_MAX, _FLOAT16_MAX).to(m.data.dtype)
+    result = dataclasses.replace(m, data=out)
+    if id(m.data) not in _NORMALIZED:
+        weakref.finalize(m.data, _NORMALIZED.pop, id(m.data), None)
+    _NORMALIZED[id(m.data)] = (weakref.ref(m.data), m.starts, m.lengths.copy(), speakers_key, result, fallback)
+    return result, fallback
 
 
 def _stats(values, frames: np.ndarray, chunk: int = 1 << 15):

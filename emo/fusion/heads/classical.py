@@ -26,6 +26,7 @@ shapes in JSON), so loading a run never executes anything from it.
 from __future__ import annotations
 
 import time
+import weakref
 
 import numpy as np
 import torch
@@ -41,6 +42,12 @@ _FLOOR = 1e-300
 # Values per float64 temporary in the pooling: clips are pooled a few at a time, so that a batch of
 # long clips of wide features (whisper: 7 x 512 per frame) never becomes a multi-GB float64 copy.
 POOL_CHUNK_VALUES = 1 << 22
+
+
+# Pooled statistics of every clip of a loaded modality, kept while its tensor lives: they do not
+# depend on the fold, so the folds of a k-fold fit and the runs of a sweep pool each clip once.
+# Keyed by id() (a tensor's == is elementwise), each entry dropped when its tensor is freed.
+_CLIP_STATISTICS: dict[int, tuple] = {}
 
 
 def pooled_statistics(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -105,6 +112,12 @@ class ClassicalHead(Head):
     def take_fitted(self, fitted) -> None:
         raise NotImplementedError
 
+    def probabilities(self, data, keys, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), n_classes) float64 probabilities of cached clips (what `forward` gives, from pooled features)."""
+        z = (torch.from_numpy(pooled_features(self, data, keys, rows)).to(self.scaler_mean.device) - self.scaler_mean) / self.scaler_scale
+        with torch.no_grad():
+            return self.log_probabilities(z).exp().cpu().numpy()
+
     def fit_sklearn(self, data, keys, labels, train_rows, val_rows, seed: int, device, class_weights: str = "none"):
         """Fit on the training rows (validation rows only scored); returns emo.fusion.train.FoldTraining.
 
@@ -113,7 +126,7 @@ class ClassicalHead(Head):
         from sklearn.preprocessing import StandardScaler
 
         from emo.fusion.metrics import weighted_f1
-        from emo.fusion.train import FoldTraining, predict
+        from emo.fusion.train import FoldTraining
 
         started = time.perf_counter()
         y = labels[train_rows]
@@ -129,23 +142,42 @@ class ClassicalHead(Head):
         self.scaler_scale.copy_(torch.from_numpy(scaler.scale_))
         self.take_fitted(fitted)
         self.to(device).eval()
-        record = {"epoch": 1}
-        _, record["train_loss"] = predict(self, data, train_rows, keys, device, labels, batch_size=32)
+        def loss(probs, rows):  # mean cross-entropy, as the training loop reports it
+            return float(-np.log(np.clip(probs[np.arange(len(rows)), labels[rows]], 1e-300, None)).mean())
+
+        record = {"epoch": 1, "train_loss": loss(self.probabilities(data, keys, train_rows), train_rows)}
         result = FoldTraining(best_epoch=1)
         if len(val_rows):
-            probs, record["val_loss"] = predict(self, data, val_rows, keys, device, labels, batch_size=32)
+            probs = self.probabilities(data, keys, val_rows)
+            record["val_loss"] = loss(probs, val_rows)
             record["val_weighted_f1"] = result.best_val_weighted_f1 = weighted_f1(labels[val_rows], probs.argmax(1))
         record["seconds"] = result.seconds = time.perf_counter() - started
         result.history.append(record)
         return result
 
 
-def pooled_features(head: ClassicalHead, data, keys, rows: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """(len(rows), n_features) float64 pooled statistics of cached clips, through the head's own pooling."""
-    device = next(iter(data.modalities.values())).data.device
-    parts = [head.features(data.batch(rows[s : s + batch_size], keys, device)).cpu()
-             for s in range(0, len(rows), batch_size)]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, head.n_features))
+def clip_statistics(modality, batch_size: int = 32) -> np.ndarray:
+    """(clips, 2*L*D) float64 pooled statistics of every clip of a loaded modality (memoised per tensor)."""
+    held = _CLIP_STATISTICS.get(id(modality.data))
+    if held is not None and held[0]() is modality.data and held[1] is modality.starts and np.array_equal(
+            held[2], modality.lengths):
+        return held[3]
+    rows = np.arange(len(modality.lengths))
+    parts = [pooled_statistics(*modality.gather(rows[s : s + batch_size])).cpu() for s in range(0, len(rows), batch_size)]
+    width = 2 * int(np.prod(modality.row_shape))
+    values = torch.cat(parts).numpy() if parts else np.zeros((0, width))
+    if id(modality.data) not in _CLIP_STATISTICS:
+        weakref.finalize(modality.data, _CLIP_STATISTICS.pop, id(modality.data), None)
+    _CLIP_STATISTICS[id(modality.data)] = (weakref.ref(modality.data), modality.starts, modality.lengths.copy(), values)
+    return values
+
+
+def pooled_features(head: ClassicalHead, data, keys, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), n_features) float64 pooled statistics of cached clips, inputs in the head's order."""
+    missing = [k for k in head.keys if k not in keys]
+    if missing:
+        raise EmoError(f"head {head.name!r} needs its {', '.join(missing)} input(s)")
+    return np.concatenate([clip_statistics(data.modalities[k])[rows] for k in head.keys], axis=1)
 
 
 @register_head
