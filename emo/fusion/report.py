@@ -60,7 +60,7 @@ def plot_curves(histories: Sequence[Sequence[dict]], path: Path, best_epochs: Se
     f1_ax.set_xlabel("epoch")
     f1_ax.set_ylabel("validation weighted F1")
     f1_ax.set_ylim(0, 1)
-    if f1_ax.lines:
+    if f1_ax.get_legend_handles_labels()[0]:  # validation curves (best-epoch markers alone carry no label)
         f1_ax.legend(fontsize="small", ncol=2 if many else 1)
     else:
         f1_ax.text(0.5, 0.5, "no validation part", ha="center", va="center", transform=f1_ax.transAxes)
