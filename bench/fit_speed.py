@@ -16,6 +16,17 @@ and the ratios.
     python bench/fit_speed.py                                  # full size (a GPU job)
     python bench/fit_speed.py --clips 300 --epochs 2           # a CPU-sized run
     python bench/fit_speed.py --clips 600 --epochs 3 --set d_model=64 --set blocks=1   # data-bound
+
+The default fit (`--default-fit compare|whisper-base`): an EMO-DB-sized speech cache (535 clips,
+10 speakers, 7 classes, 1.2-9 s clips around 2.8 s) either as ComParE LLD frames (100 Hz, 65-d)
+or as whisper-base hidden states (50 Hz, 7 layers x 512), then `emo fit --head audio --split
+kfold-speaker:5` with every default, in a subprocess with `--threads` torch threads. Reported:
+per-epoch seconds, epochs run per fold, total wall, peak RSS; and, as the baseline in the same
+run, the seconds of one epoch under the defaults emo had before (256-d, 2 blocks, batch 32, no
+temporal reduction, mean pooling):
+
+    python bench/fit_speed.py --default-fit compare --threads 2
+    python bench/fit_speed.py --default-fit whisper-base --threads 2
 """
 
 from __future__ import annotations
@@ -53,7 +64,9 @@ def build(folder: Path, clips: int, audio: tuple[int, int], visual: tuple[int, i
     for m in ("audio", "visual"):
         (folder / "npy" / m).mkdir(parents=True, exist_ok=True)
     with CacheWriter(folder / "cache.h5", dataset="bench-crema-sized", clips=records, label_names=CLASSES) as writer:
-        writer.prepare("audio", {"backbone": "synthetic", "layers": [0]}, (1, audio[1]), "float16")
+        # 50 Hz: the frame rate of wav2vec2-style encoders (CREMA-D's audio in the paper), so the
+        # head reduces it to its target rate exactly as it would reduce the real features.
+        writer.prepare("audio", {"backbone": "synthetic", "layers": [0], "frame_rate": 50.0}, (1, audio[1]), "float16")
         writer.prepare("visual", {"backbone": "synthetic", "layers": [0]}, (1, visual[1]), "float16")
         for start in range(0, clips, 256):  # bounded memory at full size (~2 GB of audio)
             batch = {"audio": {}, "visual": {}}
@@ -228,6 +241,77 @@ def run_loader(folder: Path, args) -> dict:
             "peak_rss_mib": peak_rss_mib(), "cuda_peak_mib": cuda_peak_mib(device), "accuracy": accuracy}
 
 
+# -- the default 5-fold fit on an EMO-DB-sized speech cache ------------------------------------------
+SPEECH_SHAPES = {"compare": (100.0, 1, 65), "whisper-base": (50.0, 7, 512)}  # frame rate, layers, width
+OLD_DEFAULTS = dict(head_params={"d_model": 256, "heads": 4, "blocks": 2, "ffn": 512, "dropout": 0.1,
+                                 "target_rate": None, "pooling": "mean"}, lr=1e-4, batch_size=32)
+
+
+def build_speech(path: Path, shape: str, clips: int = 535, seed: int = 0) -> None:
+    from emo.cache import CacheWriter
+    from emo.clip import Clip
+
+    rate, layers, width = SPEECH_SHAPES[shape]
+    classes = ["anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"]
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(classes), clips)
+    seconds = np.clip(rng.normal(2.8, 1.2, clips), 1.2, 9.0)
+    records = [Clip(id=f"s{i % 10}_{i:04d}", label=classes[labels[i]], speaker=f"s{i % 10}", duration=float(seconds[i]))
+               for i in range(clips)]
+    directions = rng.standard_normal((len(classes), width))
+    with CacheWriter(path, dataset=f"bench-emodb-{shape}", clips=records, label_names=classes) as writer:
+        writer.prepare("audio", {"backbone": f"synthetic-{shape}", "layers": list(range(layers)), "frame_rate": rate},
+                       (layers, width), "float16")
+        for start in range(0, clips, 64):
+            batch = {}
+            for i in range(start, min(start + 64, clips)):
+                frames = int(seconds[i] * rate)
+                x = rng.standard_normal((frames, layers, width), dtype=np.float32) + 0.3 * directions[labels[i]]
+                batch[records[i].id] = x.astype(np.float16)
+            writer.write("audio", batch)
+
+
+def run_default_fit(path: Path, args) -> dict:
+    from emo.fusion import fit, load_data
+
+    start = time.perf_counter()
+    data = load_data(path, ["audio"])
+    if args.variant == "old-epoch":  # the baseline: one epoch of one fold under the old defaults
+        result = fit(path, data=data, head="audio", split="kfold-speaker:5", epochs=1, quiet=True, device="cpu",
+                     **OLD_DEFAULTS)
+        epoch_s = result.histories[0][0]["seconds"]
+        return {"epoch_s": epoch_s, "peak_rss_mib": peak_rss_mib()}
+    result = fit(path, data=data, head="audio", split="kfold-speaker:5", quiet=True, device="cpu")
+    epochs = [r["seconds"] for history in result.histories for r in history]
+    return {"wall_s": time.perf_counter() - start, "epoch_s": float(np.mean(epochs)), "epochs_run": [len(h) for h in result.histories],
+            "peak_rss_mib": peak_rss_mib(), "uar": result.metrics["uar"], "hparams": result.config["head"]["hparams"]}
+
+
+def default_fit_main(args) -> None:
+    with tempfile.TemporaryDirectory(prefix="emo-bench-") as tmp:
+        path = (args.folder or Path(tmp)) / f"emodb-{args.default_fit}.h5"
+        if not path.exists():
+            tick = time.perf_counter()
+            build_speech(path, args.default_fit)
+            print(f"built {path} in {time.perf_counter() - tick:.1f}s", file=sys.stderr)
+        results = {}
+        for variant in ("default", "old-epoch"):
+            command = [sys.executable, __file__, "--default-fit", args.default_fit, "--variant", variant,
+                       "--folder", str(path.parent), "--threads", str(args.threads or 0)]
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{variant}: {results[variant]}", file=sys.stderr)
+    new, old = results["default"], results["old-epoch"]
+    rate, layers, width = SPEECH_SHAPES[args.default_fit]
+    print(f"emo fit --head audio --split kfold-speaker:5 (all defaults) on 535 synthetic clips, {rate:g} Hz, "
+          f"{layers} x {width}; torch threads {args.threads or 'default'}")
+    print(f"defaults {new['hparams']}")
+    print(f"total wall {new['wall_s']:.1f} s (load + 5 folds + scoring), {new['epoch_s']:.2f} s per epoch, "
+          f"epochs run per fold {new['epochs_run']}, peak RSS {new['peak_rss_mib']:.0f} MiB")
+    print(f"old defaults (256-d, 2 blocks, no reduction): {old['epoch_s']:.2f} s per epoch "
+          f"({old['epoch_s'] / new['epoch_s']:.1f}x the new defaults' epoch), peak RSS {old['peak_rss_mib']:.0f} MiB")
+
+
 def parse_hparams(items: list[str]) -> dict:
     from emo.fusion.sweep import parse_assignments
 
@@ -248,13 +332,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--set", dest="hparams", action="append", default=[], help="cross_attention hyperparameter KEY=VALUE")
     parser.add_argument("--folder", type=Path, default=None, help="reuse/build the data here (default: a temp folder)")
-    parser.add_argument("--variant", choices=["emo", "loader"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=["emo", "loader", "default", "old-epoch"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--default-fit", choices=sorted(SPEECH_SHAPES), default=None,
+                        help="time the default 5-fold audio fit on an EMO-DB-sized cache of this shape")
     args = parser.parse_args()
     args.hparams = parse_hparams(args.hparams)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.default_fit:
+        if args.variant:
+            print(json.dumps(run_default_fit(args.folder / f"emodb-{args.default_fit}.h5", args)))
+        else:
+            default_fit_main(args)
+        return
 
     if args.variant:  # child process: one variant, JSON on stdout
         folder = args.folder

@@ -379,6 +379,56 @@ def print_table(rows: list[tuple[str, str, list[dict], str]]) -> None:
         print(f"{features:<9} {model:<40} {mean:>8.3f} +- {std:.3f} {acc:>6.3f}  {bar:>5}  {per_fold}  {note}")
 
 
+# -- choosing emo's defaults on validation folds (--study) ----------------------------------------
+# Candidates fixed before any of them was scored. Each runs as a plain `emo fit --head audio
+# --split kfold-speaker:5 --val-fraction 0.2` from the cache (emo's own standardisation and
+# temporal reduction, no preparation here). The choice is made on the validation speakers of each
+# fold (3 of its 12 training speakers, never its test speakers): the mean over folds of the best
+# validation weighted F1, emo's early-stopping criterion. Test UAR is printed beside it but never
+# used to choose.
+SMALL_STATS = {"d_model": 64, "heads": 4, "blocks": 1, "ffn": 128, "dropout": 0.2, "pooling": "stats"}
+STUDY = {
+    "wide-mean": dict(head_params={"d_model": 256, "heads": 4, "blocks": 2, "ffn": 512, "dropout": 0.1, "pooling": "mean"},
+                   lr=1e-4, batch_size=32),
+    "small-stats": dict(head_params=SMALL_STATS, lr=1e-3, batch_size=16),
+    "small-attentive": dict(head_params={**SMALL_STATS, "pooling": "attentive"}, lr=1e-3, batch_size=16),
+    "small-stats-aug": dict(head_params=SMALL_STATS, lr=1e-3, batch_size=16, time_mask=0.2, feature_mask=0.1, mixup=0.2),
+    "medium-stats": dict(head_params={**SMALL_STATS, "d_model": 128, "blocks": 2, "ffn": 256}, lr=5e-4, batch_size=16),
+    "defaults": {},  # whatever FitOptions and the head declare today
+}
+
+
+def study(cache: Path, names, seed: int, val_fraction: float, out: Path | None) -> None:
+    import json
+
+    from emo.fusion import fit
+
+    rows = []
+    for name in names:
+        started = time.perf_counter()
+        result = fit(cache, head="audio", split=f"kfold-speaker:{N_FOLDS}", val_fraction=val_fraction, seed=seed,
+                     device="cpu", quiet=True, **STUDY[name])
+        folds = result.metrics["folds"]
+        row = {
+            "config": name, "val_wf1": float(np.mean([f["best_val_weighted_f1"] for f in folds])),
+            "test_uar": result.metrics["uar"], "test_uar_std": result.metrics.get("uar_std"),
+            "per_fold": [round(f["uar"], 3) for f in folds], "best_epochs": [f["best_epoch"] for f in folds],
+            "seconds": time.perf_counter() - started, "options": STUDY[name],
+            "hparams": result.config["head"]["hparams"],
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if out is not None:
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+    best = max(rows, key=lambda r: r["val_wf1"])
+    print(f"\n{'config':<18} {'val wF1':>8} {'test UAR':>16} {'s':>6}  per-fold test UAR")
+    for r in rows:
+        mark = "  <- chosen on validation" if r is best else ""
+        print(f"{r['config']:<18} {r['val_wf1']:8.3f} {r['test_uar']:8.3f} +- {r['test_uar_std'] or 0:.3f} "
+              f"{r['seconds']:6.0f}  {' '.join(f'{u:.2f}' for u in r['per_fold'])}{mark}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA, help="the kor_emotiontts folder")
@@ -401,6 +451,10 @@ def main() -> None:
                         help="MODE=CACHE,... Whisper caches (emo extract --audio-layers all) to score with the "
                              "logistic-regression probe of bench/whisper_probe.py, e.g. "
                              "cut=/work/caches/kor-whisper-base.h5,pad30=/work/caches/kor-whisper-base-pad30.h5")
+    parser.add_argument("--study", default=None,
+                        help="comma list of STUDY configurations (or 'all'): choose defaults on validation folds")
+    parser.add_argument("--study-cache", type=Path, default=None, help="with --study: the cache to use (default: ComParE LLD)")
+    parser.add_argument("--log", type=Path, default=None, help="with --study: append one JSON line per configuration")
     args = parser.parse_args()
 
     import torch
@@ -417,6 +471,11 @@ def main() -> None:
     # the other processes; measured here, a small-head training step took 0.15-0.19 s with one
     # thread and 0.65-2.2 s with two.
     torch.set_num_threads(args.threads)
+    if args.study:
+        names = list(STUDY) if args.study == "all" else [n.strip() for n in args.study.split(",")]
+        cache = args.study_cache or build_caches(args.data, args.dir, ["compare"], args.workers)["compare"]
+        study(cache, names, args.seed, args.val_fraction, args.log)
+        return
     given = dict(item.split("=", 1) for item in args.cache)
     features += [name for name in given if name not in features]
     caches = {name: Path(path) for name, path in given.items()}

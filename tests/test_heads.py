@@ -483,3 +483,14 @@ def test_feature_stats_standardise_inputs_and_travel_with_the_checkpoint():
     rebuilt = Head.from_config(scaled.config).eval()
     rebuilt.load_state_dict(scaled.state_dict())
     torch.testing.assert_close(rebuilt({"audio": (x * std + mean, mask)}), plain({"audio": (x, mask)}), atol=1e-4, rtol=1e-4)
+
+
+def test_frame_rate_is_read_from_every_extractors_fingerprint():
+    from emo.fusion.heads.registry import frame_rate
+
+    assert frame_rate({"backbone": "compare", "frame_rate": 100.0}) == 100.0
+    assert frame_rate({"detector": "retinaface", "fps": 25, "frames": None}) == 25.0
+    assert frame_rate({"backbone": "vit", "faces": {"fps": 10.0, "frames": None}}) == 10.0
+    assert frame_rate({"detector": "retinaface", "fps": None, "frames": 16}) is None
+    assert frame_rate({"backbone": "kcelectra", "layers": [12]}) is None
+    assert frame_rate({"frame_rate": "fast"}) is None

@@ -81,11 +81,20 @@ class InputSpec:
 
 
 def frame_rate(fingerprint: dict) -> float | None:
-    """A modality's fixed frame rate (Hz) from its cache fingerprint, None when it has none."""
-    for key in ("frame_rate", "fps"):
-        value = fingerprint.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-            return float(value)
+    """A modality's fixed frame rate (Hz) from its cache fingerprint, None when it has none.
+
+    Audio extractors record `frame_rate` (100 for openSMILE / log-mel, 50 for wav2vec2 and
+    Whisper); face crops record the sampling `fps`, visual embeddings carry the face pipeline's
+    fingerprint under "faces". Text tokens and faces sampled as a fixed number of frames per clip
+    have no rate: their sequences are never reduced.
+    """
+    for source in (fingerprint, fingerprint.get("faces")):
+        if not isinstance(source, dict):
+            continue
+        for key in ("frame_rate", "fps"):
+            value = source.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+                return float(value)
     return None
 
 
