@@ -27,7 +27,7 @@ def cache(tmp_path_factory):
 @pytest.mark.parametrize(
     "head,inputs,hparams,message",
     [
-        ("audio", AUDIO, {"heads": 3}, r"d_model=256 is not divisible by heads=3"),
+        ("audio", AUDIO, {"heads": 3}, r"d_model=64 is not divisible by heads=3"),
         ("audio", AUDIO, {"dropout": 5}, r"dropout=5: expected a number in \[0, 1\)"),
         ("audio", AUDIO, {"dropout": -0.1}, r"dropout=-0.1: expected a number in \[0, 1\)"),
         ("audio", AUDIO, {"d_model": "abc"}, r"d_model='abc': expected an integer in \[1, 8192\]"),
@@ -140,7 +140,7 @@ def test_sweep_checks_every_grid_point_before_the_first_run(cache, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--set", "heads=3"], "d_model=256 is not divisible by heads=3"),
+        (["--set", "heads=3"], "d_model=64 is not divisible by heads=3"),
         (["--set", "dropout=5"], r"dropout=5: expected a number in [0, 1)"),
         (["--set", "d_model=abc"], "d_model='abc': expected an integer in [1, 8192]"),
         (["--set", "widht=3"], "unknown hyperparameter(s) widht"),

@@ -16,6 +16,9 @@ from emo.fusion.params import Param
 
 ORDERS = ("random", "short", "long")  # which clips --per-class keeps
 CLASS_WEIGHTS = ("none", "balanced")
+# Learning rate and batch size when neither the user nor the head (`Head.fit_defaults`) sets them.
+# A head whose measured best differs declares its own (the small `audio` head trains at 1e-3).
+FALLBACKS = {"lr": 1e-4, "batch_size": 32}
 
 
 # Declared type and range of every numeric fit option (and --order): checked in one place, so
@@ -24,8 +27,8 @@ FIT_PARAMS = {
     "val_fraction": Param(float, 0.0, 1.0, hi_open=True),
     "epochs": Param(int, 1, 1_000_000),
     "seed": Param(int, 0, 2**32 - 1),  # numpy seeds are non-negative
-    "batch_size": Param(int, 1, 1_000_000),
-    "lr": Param(float, 0.0, 10.0, lo_open=True),
+    "batch_size": Param(int, 1, 1_000_000, optional=True),
+    "lr": Param(float, 0.0, 10.0, lo_open=True, optional=True),
     "weight_decay": Param(float, 0.0, 10.0),
     "warmup": Param(float, 0.0, 1.0),
     "grad_clip": Param(float, 0.0, 1e6),  # 0: no clipping
@@ -53,8 +56,8 @@ class FitOptions:
     seed: int = 0
     device: str = "auto"
     layers: list[str] | None = None  # "--layers" values: "12,18,24", "last", "audio=12,18"
-    batch_size: int = 32
-    lr: float = 1e-4
+    batch_size: int | None = None  # None: the head's own (Head.fit_defaults), else FALLBACKS
+    lr: float | None = None  # None: the head's own (Head.fit_defaults), else FALLBACKS
     weight_decay: float = 0.01
     warmup: float = 0.05
     grad_clip: float = 1.0
@@ -108,6 +111,13 @@ class FitOptions:
         # Head hyperparameters are checked now, before the cache is read (and again when built).
         checked = check_hparams(self.head, dict(self.head_params or {}))
         self.head_params = {k: checked[k] for k in self.head_params or {}}
+        from emo.fusion.heads.registry import head_class
+
+        # Resolved now, so config.json records the values the fit used.
+        preferred = head_class(self.head).fit_defaults
+        for name, fallback in FALLBACKS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, preferred.get(name, fallback))
 
     def train_settings(self):
         from emo.fusion.train import TrainSettings

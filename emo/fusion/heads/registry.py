@@ -162,6 +162,8 @@ class Head(nn.Module):
     defaults: ClassVar[dict[str, Any]]
     params: ClassVar[dict[str, Param]] = {}
     rules: ClassVar[tuple] = ()
+    # The head's own learning rate / batch size when the user gives none (emo.fusion.options.FALLBACKS otherwise).
+    fit_defaults: ClassVar[dict[str, Any]] = {}
     # True when a modality may be missing from a batch (modality dropout, `emo eval --drop`).
     absent_ok: ClassVar[bool] = False
 
