@@ -395,46 +395,16 @@ STUDY = {
     "small-stats-aug": dict(head_params=SMALL_STATS, lr=1e-3, batch_size=16, time_mask=0.2, feature_mask=0.1, mixup=0.2),
     "medium-stats": dict(head_params={**SMALL_STATS, "d_model": 128, "blocks": 2, "ffn": 256}, lr=5e-4, batch_size=16),
     "defaults": {},  # whatever FitOptions and the head declare today
-    "none": {},  # with --probe: the probe alone
 }
 
 
-def probe_folds(data, folds, seed: int) -> list[dict]:
-    """The linear probe bar: per clip, the mean of every cached layer's frames, the layers
-    concatenated (7 x 512 for whisper-base), StandardScaler + LogisticRegression fitted on all
-    non-test clips of each fold (as the SVM rows); UAR on the fold's test clips."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    m = data.modalities["audio"]
-    x = np.stack([m.data[int(m.starts[i]) : int(m.starts[i]) + int(m.lengths[i])].float().mean(0).reshape(-1).numpy()
-                  for i in range(len(data))])
-    results = []
-    for fold in folds:
-        train = np.sort(np.concatenate([fold.train, fold.val]))
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=seed))
-        model.fit(x[train], data.labels[train])
-        predicted = model.predict(x[fold.test])
-        results.append({"uar": balanced_accuracy_score(data.labels[fold.test], predicted),
-                        "accuracy": accuracy_score(data.labels[fold.test], predicted)})
-    return results
-
-
-def study(cache: Path, names, seed: int, val_fraction: float, out: Path | None, probe: bool = False) -> None:
+def study(cache: Path, names, seed: int, val_fraction: float, out: Path | None) -> None:
     import json
 
-    from emo.fusion import fit, load_data
+    from emo.fusion import fit
 
-    if probe:
-        data = load_data(cache, ["audio"])
-        scores = probe_folds(data, make_bench_folds(data, seed, val_fraction), seed)
-        mean, std, _ = summary(scores)
-        print(f"probe: mean-pooled layers concatenated + logistic regression: UAR {mean:.3f} +- {std:.3f} "
-              f"({' '.join(format(s['uar'], '.2f') for s in scores)})", flush=True)
     rows = []
-    for name in [n for n in names if n != "none"]:
+    for name in names:
         started = time.perf_counter()
         result = fit(cache, head="audio", split=f"kfold-speaker:{N_FOLDS}", val_fraction=val_fraction, seed=seed,
                      device="cpu", quiet=True, **STUDY[name])
@@ -451,8 +421,6 @@ def study(cache: Path, names, seed: int, val_fraction: float, out: Path | None, 
         if out is not None:
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-    if not rows:
-        return
     best = max(rows, key=lambda r: r["val_wf1"])
     print(f"\n{'config':<18} {'val wF1':>8} {'test UAR':>16} {'s':>6}  per-fold test UAR")
     for r in rows:
@@ -487,7 +455,6 @@ def main() -> None:
                         help="comma list of STUDY configurations (or 'all'): choose defaults on validation folds")
     parser.add_argument("--study-cache", type=Path, default=None, help="with --study: the cache to use (default: ComParE LLD)")
     parser.add_argument("--log", type=Path, default=None, help="with --study: append one JSON line per configuration")
-    parser.add_argument("--probe", action="store_true", help="with --study: also the mean-pooled logistic-regression probe")
     args = parser.parse_args()
 
     import torch
@@ -507,7 +474,7 @@ def main() -> None:
     if args.study:
         names = list(STUDY) if args.study == "all" else [n.strip() for n in args.study.split(",")]
         cache = args.study_cache or build_caches(args.data, args.dir, ["compare"], args.workers)["compare"]
-        study(cache, names, args.seed, args.val_fraction, args.log, args.probe)
+        study(cache, names, args.seed, args.val_fraction, args.log)
         return
     given = dict(item.split("=", 1) for item in args.cache)
     features += [name for name in given if name not in features]
