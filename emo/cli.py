@@ -330,6 +330,11 @@ def fit_command(
     dedup_text: bool = typer.Option(False, "--dedup-text", help="Drop clips whose transcript repeats an earlier clip's (before splitting)."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Use this clip column as the label (e.g. a perceived-label extras column)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Comma list of the classes to keep."),
+    max_frames: int = typer.Option(
+        fit_default("max_frames"), "--max-frames",
+        help="Most frames per clip and input the head sees (longer clips: a random window in training, the centred one "
+        "when scoring); bounds memory whatever one long file holds. Recorded with the run.",
+    ),
     modality_dropout: float = typer.Option(fit_default("modality_dropout"), "--modality-dropout", help="Per training clip, hide one modality with this probability (clips missing a modality are then kept)."),
     patience: int = typer.Option(fit_default("patience"), "--patience", help="Stop after this many epochs without a better validation weighted F1 (0: never)."),
     class_weights: str = typer.Option(fit_default("class_weights"), "--class-weights", help="none | balanced: weight the loss by inverse training class frequency."),
@@ -354,7 +359,7 @@ def fit_command(
         modalities=_fusion_list(modalities), split=split, val_fraction=val_fraction, epochs=epochs, seed=seed,
         device=device, layers=layers or None, batch_size=batch_size, lr=lr, per_class=per_class, order=order,
         dedup_text=dedup_text, label_column=label_column, classes=_fusion_list(classes),
-        modality_dropout=modality_dropout, normalize=normalize, patience=patience, name=name, class_weights=class_weights,
+        modality_dropout=modality_dropout, max_frames=max_frames, normalize=normalize, patience=patience, name=name, class_weights=class_weights,
         time_mask=time_mask, feature_mask=feature_mask, mixup=mixup, head_params=parse_assignments(hparams),
         test_cache=test_cache, label_map=label_map or None, overlap=overlap,
     )
@@ -548,6 +553,10 @@ def predict_command(
     top: int = typer.Option(3, "--top", min=1, help="Classes shown per clip in the table."),
     device: Optional[str] = typer.Option(None, "--device", help='Torch device; default "cuda" when available, else "cpu".'),
     speaker: Optional[str] = typer.Option(None, "--speaker", help="All FILEs are clips of this one speaker: needed (with >= 2 clips) by runs fitted with --normalize speaker, whose statistics come from these clips."),
+    allow_download: bool = typer.Option(
+        False, "--allow-download",
+        help="Let the run's Hugging Face backbones be downloaded when they are not in the local hub cache (default: never).",
+    ),
 ) -> None:
     """Score clips with a fitted run: the run's extractors (checked against its fingerprints), then its head."""
     from rich.console import Console
@@ -562,7 +571,7 @@ def predict_command(
     err = Console(stderr=True, soft_wrap=True)
     clips = attach_texts(group_files(files, pair=pair), text or None)  # bad arguments fail before any model loads
     check_speaker(run, load_run(run).config.get("normalize"), speaker, len(clips))
-    predictor = Predictor(run, device=device)
+    predictor = Predictor(run, device=device, allow_download=allow_download)
     predictions = predictor.predict(files, text or None, pair=pair, keep_going=True, speaker=speaker)
     if json_out:
         typer.echo(predictions_json(predictions))

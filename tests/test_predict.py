@@ -207,7 +207,12 @@ def test_recorded_extract_options_are_honoured(demo, run_avt, tmp_path):
     absent = tmp_path / "moved-text-model"
     config["cache"]["extract_options"] = {"text": {"text_backbone": str(absent), "text_layers": None}}
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(EmoError, match=rf"text: cannot build the extractor the run was trained with: .*{re.escape(absent.name)}"):
+    # Recorded options that name another backbone than the run's fingerprint are refused before loading.
+    with pytest.raises(EmoError, match=rf"text backbone .*{re.escape(absent.name)}.*recorded options name another backbone"):
+        Predictor(run, device="cpu")
+    config["cache"]["fingerprints"]["text"]["backbone"] = str(absent)  # the record agrees: the folder has moved
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EmoError, match=rf"text backbone .*{re.escape(absent.name)}'?: no such model folder here"):
         Predictor(run, device="cpu")
 
 

@@ -86,6 +86,7 @@ def test_a_good_run_loads_and_scores(made):
         (lambda c: c.update(test_cache={"path": 3}), "test_cache must be an object"),
         (lambda c: c["cache"].update(layers={"audio": "last"}), "cache.layers must map"),
         (lambda c: c.update(options={"modality_dropout": "lots"}), "options.modality_dropout"),
+        (lambda c: c.update(options={"max_frames": 0}), "options.max_frames must be a positive integer"),
         (lambda c: c.update(weights=["model-fold0.safetensors"]), "weights must be model.safetensors"),
         (lambda c: c.update(weights=["../../etc/passwd"]), "weights must be model.safetensors"),
     ],

@@ -7,8 +7,10 @@ it is a hash of its weight and config files.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,35 @@ def hash_folder(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+# Whether a hub id may be downloaded. `emo predict` turns it off (a run is data: it must not make
+# emo fetch whatever repository it names) unless asked with --allow-download.
+_DOWNLOADS = contextvars.ContextVar("emo_hub_downloads", default=True)
+_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model"]
+
+
+@contextmanager
+def downloads_allowed(allowed: bool):
+    token = _DOWNLOADS.set(allowed)
+    try:
+        yield
+    finally:
+        _DOWNLOADS.reset(token)
+
+
+def _local_only() -> bool:
+    return not _DOWNLOADS.get() or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def cached_snapshot(name: str) -> str | None:
+    """The local hub cache's snapshot folder of a hub id, or None when it is not cached (never downloads)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(name, allow_patterns=_PATTERNS, local_files_only=True)
+    except Exception:  # not cached, or not a valid repo id
+        return None
+
+
 def resolve_pretrained(name: str, flag: str = "--audio-backbone") -> ResolvedModel:
     """Local folder or hub id -> ResolvedModel; a clear BackboneError when neither works offline.
 
@@ -70,11 +101,7 @@ def resolve_pretrained(name: str, flag: str = "--audio-backbone") -> ResolvedMod
     try:
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(
-            name,
-            allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.model"],
-            local_files_only=os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"),
-        )
+        path = snapshot_download(name, allow_patterns=_PATTERNS, local_files_only=_local_only())
     except Exception as exc:  # hub unreachable, unknown repo, offline without a cached copy
         raise BackboneError(
             f"{name}: cannot load from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "

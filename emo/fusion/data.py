@@ -18,6 +18,12 @@ from emo.errors import EmoError
 
 # Fraction of free GPU memory the cached tensors may take; the rest is for the model and activations.
 GPU_SHARE = 0.6
+# Most frames of one clip that a head sees (per input), in training and in scoring: one long file
+# (a 10-minute recording is 30000 frames at 50 Hz) must not make a batch pad every clip to it and
+# attend over all of it (100+ GB). Longer clips are cropped: a random window per step in training,
+# the centred window in scoring. 3000 frames = 60 s at 50 Hz, 30 s at 100 Hz: no effect on the
+# utterance-level corpora emo targets. FitOptions.max_frames sets it per run (recorded in config.json).
+DEFAULT_MAX_FRAMES = 3000
 
 
 @dataclass
@@ -41,18 +47,32 @@ class ModalityData:
     def nbytes(self) -> int:
         return self.data.numel() * self.data.element_size()
 
-    def gather(self, rows: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
-        """(x (B, T, *row_shape), mask (B, T)) for clip rows, T = longest clip of the batch."""
+    def gather(
+        self, rows: np.ndarray, max_frames: int | None = None, where: np.ndarray | None = None
+    ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(x (B, T, *row_shape), mask (B, T)) for clip rows, T = longest clip of the batch.
+
+        A clip longer than `max_frames` gives a window of that many frames, starting at `where`
+        (per clip, a fraction in [0, 1) of the frames it can skip; training draws it at random),
+        else the centred window (scoring).
+        """
         import torch
 
         lengths = self.lengths[rows]
+        skip = np.zeros(len(rows), dtype=np.int64)
+        if max_frames is not None and (lengths > max_frames).any():
+            over = np.maximum(lengths - max_frames, 0)
+            skip = over // 2 if where is None else np.minimum(np.floor(where * (over + 1)).astype(np.int64), over)
+            lengths = lengths - over
         t_max = max(int(lengths.max()), 1)
         device = self.data.device
         lengths_t = torch.from_numpy(lengths).to(device, non_blocking=True)
         rows_t = torch.from_numpy(np.ascontiguousarray(rows)).to(device, non_blocking=True)
+        skip_t = torch.from_numpy(skip).to(device, non_blocking=True)
         position = torch.arange(t_max, device=device)
         last = (lengths_t - 1).clamp(min=0)
-        frame = self.starts[rows_t].unsqueeze(1) + torch.minimum(position.unsqueeze(0), last.unsqueeze(1))
+        first = self.starts[rows_t] + skip_t
+        frame = first.unsqueeze(1) + torch.minimum(position.unsqueeze(0), last.unsqueeze(1))
         if self.data.shape[0] == 0:  # no clip has this modality: nothing to gather
             x = self.data.new_zeros((len(rows), t_max, *self.row_shape))
         else:
@@ -76,6 +96,7 @@ class CachedData:
     texts: list[str]
     extras: dict[str, list[str]]
     modalities: dict[str, ModalityData] = field(default_factory=dict)
+    max_frames: int | None = DEFAULT_MAX_FRAMES  # frames per clip and input a batch holds (None: all)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -102,19 +123,33 @@ class CachedData:
     def frame_counts(self, key: str) -> np.ndarray:
         return self.modalities[key].lengths
 
+    def batch_frames(self, keys: Sequence[str]) -> np.ndarray:
+        """(N,) frames of each clip's longest input as a batch holds it (cropped to max_frames): what it pads to."""
+        longest = np.max(np.stack([self.modalities[k].lengths for k in keys]), axis=0)
+        return longest if self.max_frames is None else np.minimum(longest, self.max_frames)
+
     def batch(
         self,
         rows: np.ndarray,
         keys: Sequence[str],
         device,
         masked_out: Mapping[str, np.ndarray] | None = None,
+        rng: np.random.Generator | None = None,
     ) -> dict:
-        """{key: (x, mask)} on `device` for these rows; `masked_out[key]` (B,) bool hides a modality per clip."""
+        """{key: (x, mask)} on `device` for these rows; `masked_out[key]` (B,) bool hides a modality per clip.
+
+        Each input holds at most `max_frames` frames per clip (random windows with `rng`, else centred).
+        """
         import torch
 
+        where = None
+        if rng is not None and self.max_frames is not None and any((self.modalities[k].lengths[rows] > self.max_frames).any() for k in keys):
+            # One position per clip for all its inputs, so their windows cover the same stretch of the clip.
+            # Drawn only when some clip is cropped: other batches leave the random stream as it was.
+            where = rng.random(len(rows))
         batch = {}
         for key in keys:
-            x, mask = self.modalities[key].gather(rows)
+            x, mask = self.modalities[key].gather(rows, self.max_frames, where)
             if masked_out is not None and key in masked_out:
                 hide = torch.from_numpy(masked_out[key]).to(mask.device)
                 mask = mask & ~hide.unsqueeze(1)

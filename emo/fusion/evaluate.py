@@ -21,6 +21,7 @@ from emo.errors import EmoError
 from emo.fusion.data import load_data
 from emo.fusion.metrics import aggregate_folds, score
 from emo.fusion.predictions import Predictions
+from emo.fusion.run_checks import recorded_max_frames
 from emo.fusion.run_dir import load_run
 from emo.fusion.train import deterministic, predict, resolve_device
 
@@ -118,6 +119,7 @@ def evaluate(
 
         data, info = speaker_normalized(data, keys, cache_path)
         normalization = {**normalization, **info}
+    data.max_frames = recorded_max_frames(config)
     index = {cid: i for i, cid in enumerate(data.ids)}
     # A run trained with modality dropout was also tested on clips missing a modality.
     allow_missing = config.get("options", {}).get("modality_dropout", 0) > 0
@@ -170,6 +172,7 @@ def _evaluate_other(saved, cache_path, keys, drop, device, batch_size, label_map
         from emo.fusion.normalize import normalized_cross
 
         cross = normalized_cross(cross, keys)
+    cross.data.max_frames = recorded_max_frames(config)
     with deterministic(device):
         metrics, predictions = score_heads(saved.heads(), cross, device, batch_size)
     metrics["dropped"] = drop

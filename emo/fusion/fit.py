@@ -151,6 +151,7 @@ def fit(
             if (opts.label_column or None) != data.label_column or (opts.classes and opts.classes != data.class_names):
                 raise EmoError("the preloaded data was loaded with another label column or class list")
 
+        data.max_frames = opts.max_frames  # recorded in config.json (options); eval and predict crop the same
         normalization = None
         if opts.normalize != "none":
             from emo.fusion.normalize import TRANSDUCTIVE, record, speaker_normalized
@@ -197,6 +198,7 @@ def fit(
         if opts.test_cache is not None:  # checked before any training: fingerprints, classes, overlap
             seen_rows = rows[np.concatenate([folds[0].train, folds[0].val])]
             cross = _prepare_test_cache(opts, data, keys, class_names, seen_rows, device)
+            cross.data.max_frames = opts.max_frames
             if normalization is not None:
                 from emo.fusion.normalize import normalized_cross
 

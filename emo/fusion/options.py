@@ -11,6 +11,7 @@ from typing import Any
 
 from emo.errors import EmoError
 from emo.fusion.augment import Augment
+from emo.fusion.data import DEFAULT_MAX_FRAMES
 from emo.fusion.normalize import MODES as NORMALIZE_MODES
 from emo.fusion.params import Param
 
@@ -36,6 +37,7 @@ FIT_PARAMS = {
     "per_class": Param(int, 1, None, optional=True),
     "order": Param(str, choices=ORDERS),
     "modality_dropout": Param(float, 0.0, 1.0, hi_open=True),
+    "max_frames": Param(int, 1, 1_000_000, optional=True),
     "class_weights": Param(str, choices=CLASS_WEIGHTS),
     "time_mask": Param(float, 0.0, 1.0, hi_open=True),
     "feature_mask": Param(float, 0.0, 1.0, hi_open=True),
@@ -68,6 +70,9 @@ class FitOptions:
     label_column: str | None = None
     classes: list[str] | None = None
     modality_dropout: float = 0.0
+    # Frames per clip and input a head sees, training and scoring (longer clips: a random window in
+    # training, the centred one in scoring); bounds memory whatever one long file holds. None: all.
+    max_frames: int | None = DEFAULT_MAX_FRAMES
     normalize: str = "none"  # "speaker": per-speaker standardisation of the cached features (transductive)
     # Training-only regularisers (see emo/fusion/augment.py); validation and test never see them.
     class_weights: str = "none"  # "balanced": cross-entropy weighted by inverse training class frequency

@@ -112,8 +112,31 @@ def dropout_masks(
 
 
 def longest_input(data: CachedData, keys: Sequence[str]) -> np.ndarray:
-    """(N,) frames of each clip's longest input: what a batch pads to."""
-    return np.max(np.stack([data.modalities[k].lengths for k in keys]), axis=0)
+    """(N,) frames of each clip's longest input: what a batch pads to (after the max_frames crop)."""
+    return data.batch_frames(keys)
+
+
+# Scoring batches are cut by padded frames as well as by clips, so that long clips come in small
+# batches: at most SCORE_FRAMES padded frames per batch (the gathered features) and at most
+# SCORE_ATTENTION frames^2 summed over its clips (what self-attention over each clip holds).
+SCORE_FRAMES = 1 << 15
+SCORE_ATTENTION = 1 << 26
+
+
+def frame_budget_batches(lengths: np.ndarray, batch_size: int) -> list[slice]:
+    """Consecutive slices of `lengths` (sorted ascending) of at most batch_size clips within the frame budgets."""
+    slices, start = [], 0
+    while start < len(lengths):
+        stop = start + 1  # one clip always fits: max_frames bounds it
+        while stop < len(lengths) and stop - start < batch_size:
+            t = max(int(lengths[stop]), 1)
+            n = stop - start + 1
+            if n * t > SCORE_FRAMES or n * t * t > SCORE_ATTENTION:
+                break
+            stop += 1
+        slices.append(slice(start, stop))
+        start = stop
+    return slices
 
 
 # Batches are cut from pools of this many batches' worth of shuffled clips sorted by length.
@@ -146,14 +169,15 @@ def predict(
 
     head.eval()
     probs, loss_sum = [], None
-    by_length = np.argsort(longest_input(data, keys)[rows], kind="stable")
+    frames = longest_input(data, keys)[rows]
+    by_length = np.argsort(frames, kind="stable")
     sorted_rows = rows[by_length]
     labels = torch.from_numpy(labels[sorted_rows]).to(device)
     with torch.no_grad(), _autocast(device):
-        for start in range(0, len(sorted_rows), batch_size):
-            chunk = sorted_rows[start : start + batch_size]
+        for part_slice in frame_budget_batches(frames[by_length], batch_size):
+            chunk = sorted_rows[part_slice]
             logits = head(data.batch(chunk, keys, device)).float()
-            part = torch.nn.functional.cross_entropy(logits, labels[start : start + len(chunk)], reduction="sum")
+            part = torch.nn.functional.cross_entropy(logits, labels[part_slice], reduction="sum")
             loss_sum = part if loss_sum is None else loss_sum + part
             probs.append(torch.softmax(logits, dim=-1))
     if not probs:
@@ -267,7 +291,7 @@ def train_fold(
         batches = length_batches(train_rows, clip_lengths, settings.batch_size, rng)
         loss_sum = torch.zeros((), device=device)
         for rows in batches:
-            batch = data.batch(rows, keys, device, dropout_masks(data, rows, keys, settings.modality_dropout, rng))
+            batch = data.batch(rows, keys, device, dropout_masks(data, rows, keys, settings.modality_dropout, rng), rng=rng)
             target = targets[torch.from_numpy(rows).to(device)]
             augment = settings.augment
             if augment.time_mask or augment.feature_mask:

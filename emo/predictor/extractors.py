@@ -15,6 +15,7 @@ check decides.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,6 +29,17 @@ FIELD_MEANING = {
     "backbone": "another backbone than the one the run was trained on",
     "layers": "other hidden layers than at training",
 }
+
+
+# The ExtractOptions fields that define an extractor (what a run may record); anything else
+# (device, workers, batch sizes) is this machine's business, never taken from a run.
+EXTRACTOR_FIELDS = frozenset({
+    "audio_backbone", "audio_layers", "whisper_input", "text_backbone", "text_layers", "visual_backbone",
+    "fps", "frames", "face_size",
+})
+BACKBONE_FIELD = {"audio": "audio_backbone", "text": "text_backbone", "visual": "visual_backbone"}
+# A Hugging Face repo id: [owner/]name of letters, digits, '-', '_', '.', no '..' or '--'.
+HUB_ID = re.compile(r"(?!.*(\.\.|--))[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
 
 
 def options_from_fingerprint(modality: str, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,7 +90,7 @@ def extract_options(modality: str, fingerprint: Mapping[str, Any], recorded: Map
     # Recorded options (`extract_options_for`: ExtractOptions fields, None = the extractor's default)
     # name the extractor as the user asked for it; they win where they say something. Where they
     # say None the fingerprint's value stays: the trained setting, even if a default changed since.
-    given = {k: v for k, v in (recorded or {}).items() if k in fields and v is not None}
+    given = {k: v for k, v in (recorded or {}).items() if k in EXTRACTOR_FIELDS and k in fields and v is not None}
     if "fps" in given or "frames" in given:  # one of the two decides the sampling; never both
         values.pop("fps", None), values.pop("frames", None)
     values.update(given)
@@ -109,21 +121,94 @@ def describe_changes(trained: Mapping[str, Any], current: Mapping[str, Any]) -> 
     return f"{', '.join(parts)}: {meaning}"
 
 
-def build_checked_extractors(config: Mapping[str, Any], device: str, run: str | Path) -> dict[str, Any]:
-    """{modality: extractor} for the run's modalities, each with the fingerprint recorded at training.
+def _builtin_backbones() -> set[str]:
+    from emo.extract.audio_classic import BUILTIN_AUDIO
+    from emo.extract.hub import BUNDLED
+    from emo.extract.whisper_builtin import BUILTIN_WHISPER
 
-    EmoError when an extractor cannot be built or its fingerprint differs (naming modality and field).
+    return {*BUILTIN_AUDIO, *BUILTIN_WHISPER, *BUNDLED}
+
+
+def check_backbone(modality: str, options, fingerprint: Mapping[str, Any], allow_download: bool, run) -> None:
+    """Refuse, before anything is read or loaded, a backbone that a run names but must not make emo use.
+
+    The run's record decides what is built, so it is checked like user input: the recorded options
+    must name the fingerprint's own backbone; a local folder must be a model folder (config.json
+    at its top: emo never hashes an arbitrary directory a run points at); a hub id must be a valid
+    repo id, already in the local hub cache (nothing is downloaded unless `allow_download`), at
+    the snapshot the run was trained on.
     """
-    from emo.extract.runner import build_extractor
+    field = BACKBONE_FIELD.get(modality)
+    if field is None:  # face crops: the detector ships with emo and is checked by its sha256
+        return
+    name = getattr(options, field)
+    trained = fingerprint.get("backbone")
+    where = f"{run}: {modality} backbone {name!r}"
+    if not isinstance(name, str) or not name.strip():
+        raise EmoError(f"{where}: not a backbone name")
+    if trained is not None and name != trained:
+        raise EmoError(f"{where}: the run's recorded options name another backbone than its fingerprint ({trained!r})")
+    if name in _builtin_backbones():
+        return
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise EmoError(f"{where}: not a model folder (no config.json at its top); refusing to read it")
+        return
+    if folder.exists():
+        raise EmoError(f"{where}: is a file, not a model folder")
+    if not HUB_ID.fullmatch(name):
+        if name.startswith(("/", ".", "~")) or "\\" in name:
+            raise EmoError(f"{where}: no such model folder here (moved or deleted since training?)")
+        raise EmoError(f"{where}: neither a built-in backbone, a model folder here nor a Hugging Face repo id")
+    if allow_download:
+        return
+    from emo.extract.hub import cached_snapshot
 
+    snapshot = cached_snapshot(name)
+    if snapshot is None:
+        raise EmoError(
+            f"{where}: not in the local Hugging Face cache, and emo predict downloads nothing unless asked "
+            "(--allow-download), or pass a run whose backbone is a local folder"
+        )
+    revision = fingerprint.get("revision")
+    if revision and Path(snapshot).name != revision:
+        raise EmoError(
+            f"{where}: the local copy is snapshot {Path(snapshot).name[:12]}, the run was trained on {str(revision)[:12]} "
+            "(the backbone's weights changed since training)"
+        )
+
+
+def plan_extractors(config: Mapping[str, Any], device: str, run: str | Path, allow_download: bool = False) -> dict:
+    """{modality: ExtractOptions} that rebuild the run's extractors, every backbone checked; nothing is loaded."""
     modalities = list(config["modalities"])
     trained = config["cache"]["fingerprints"]
     recorded = recorded_options(config, modalities)
-    extractors, refusals = {}, []
+    planned = {}
     for modality in modalities:
-        options = extract_options(modality, trained[modality], recorded.get(modality), device)
+        planned[modality] = extract_options(modality, trained[modality], recorded.get(modality), device)
+        check_backbone(modality, planned[modality], trained[modality], allow_download, run)
+    return planned
+
+
+def build_checked_extractors(
+    config: Mapping[str, Any], device: str, run: str | Path, allow_download: bool = False, planned: dict | None = None
+) -> dict[str, Any]:
+    """{modality: extractor} for the run's modalities, each with the fingerprint recorded at training.
+
+    EmoError when a backbone is refused (`check_backbone`), an extractor cannot be built, or its
+    fingerprint differs (naming modality and field). Nothing is downloaded unless `allow_download`.
+    """
+    from emo.extract.hub import downloads_allowed
+    from emo.extract.runner import build_extractor
+
+    planned = planned or plan_extractors(config, device, run, allow_download)
+    trained = config["cache"]["fingerprints"]
+    extractors, refusals = {}, []
+    for modality, options in planned.items():
         try:
-            extractor = build_extractor(modality, options, device)
+            with downloads_allowed(allow_download):
+                extractor = build_extractor(modality, options, device)
         except EmoError as err:
             raise EmoError(f"{run}: {modality}: cannot build the extractor the run was trained with: {err}") from None
         except ValueError as err:

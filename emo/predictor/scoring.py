@@ -78,12 +78,14 @@ class _Extracted:
 class Predictor:
     """A run loaded for scoring: its heads and its checked extractors, built once, reused per call."""
 
-    def __init__(self, run: str | Path, device: str | None = None, workers: int | None = None):
+    def __init__(
+        self, run: str | Path, device: str | None = None, workers: int | None = None, allow_download: bool = False
+    ):
         from emo.extract.options import default_workers
         from emo.fusion import load_run
         from emo.fusion.heads import HEADS
         from emo.fusion.train import resolve_device
-        from emo.predictor.extractors import build_checked_extractors
+        from emo.predictor.extractors import build_checked_extractors, plan_extractors
 
         started = time.perf_counter()
         self.run = Path(run)
@@ -94,6 +96,8 @@ class Predictor:
         self.classes: list[str] = list(config["classes"])
         self.device = resolve_device(device)
         self.workers = workers or default_workers()
+        # The run is data: its record (load_run) and the backbones it names are checked before anything loads.
+        planned = plan_extractors(config, str(self.device), self.run, allow_download)
         self.heads = [head.to(self.device) for head in saved.heads()]
         head_name = config["head"]["name"]
         self.head_name = head_name
@@ -103,7 +107,7 @@ class Predictor:
         # that saw them in training (modality dropout hides one modality of some training clips).
         self.absent_ok = bool(head_cls is not None and head_cls.absent_ok and len(self.modalities) > 1)
         self.normalization = config.get("normalize")  # {"mode": "speaker", ...} when fitted with --normalize speaker
-        self.extractors = build_checked_extractors(config, str(self.device), self.run)
+        self.extractors = build_checked_extractors(config, str(self.device), self.run, allow_download, planned)
         self._layer_index = self._layer_positions()
         self.load_seconds = time.perf_counter() - started
 
@@ -265,6 +269,7 @@ class Predictor:
         import torch
 
         from emo.fusion.data import CachedData, ModalityData
+        from emo.fusion.run_checks import recorded_max_frames
 
         modalities = {}
         inputs = self.config["head"]["inputs"]
@@ -292,6 +297,7 @@ class Predictor:
             path=self.run, dataset="predict", ids=[str(i) for i in rows], labels=np.zeros(n, dtype=np.int64),
             class_names=list(self.classes), label_column=None, speakers=np.array([speaker or ""] * n, dtype=object),
             durations=np.full(n, np.nan, dtype=np.float32), texts=[""] * n, extras={}, modalities=modalities,
+            max_frames=recorded_max_frames(self.config),  # as the run was trained and tested: one long file stays bounded
         )
 
 
@@ -321,12 +327,14 @@ def predict(
     pair: bool = False,
     keep_going: bool = False,
     speaker: str | None = None,
+    allow_download: bool = False,
 ) -> list[Prediction]:
     """Emotion probabilities of clips under a fitted run (`emo fit --out RUN`).
 
     files: paths (each file one clip; a video and an audio file with the same stem form one
     clip) or (video, audio) tuples; text: a transcript for one clip, or one per clip. The run's
     extractors are built once for the call and checked against its recorded fingerprints.
-    For many calls build a `Predictor(run)` once and call its `predict`.
+    For many calls build a `Predictor(run)` once and call its `predict`. Nothing is downloaded
+    unless `allow_download` (a run's hub backbones must already be in the local hub cache).
     """
-    return Predictor(run, device=device).predict(files, text, pair=pair, keep_going=keep_going, speaker=speaker)
+    return Predictor(run, device=device, allow_download=allow_download).predict(files, text, pair=pair, keep_going=keep_going, speaker=speaker)
