@@ -74,6 +74,9 @@ def check_config(config: Any, path: Path) -> None:
     dropout = options.get("modality_dropout", 0.0)
     if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1):
         raise damaged(where, f"options.modality_dropout must be a number in [0, 1), got {dropout!r}"[:300])
+    normalize = config.get("normalize")  # fit --normalize speaker: how eval and predict standardise
+    if normalize is not None and not (isinstance(normalize, dict) and isinstance(normalize.get("mode"), str)):
+        raise damaged(where, "normalize must be null or an object with a mode")
     tested = config.get("test_cache")  # fit --test-cache: where eval rescores by default
     if tested is not None and not (
         isinstance(tested, dict) and isinstance(tested.get("path"), str)
