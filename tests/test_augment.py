@@ -14,6 +14,7 @@ from synthetic_cache import make_synthetic_cache
 
 SMALL = {"d_model": 16, "heads": 2, "blocks": 1, "ffn": 32}
 FAST = {"epochs": 4, "lr": 1e-3, "batch_size": 16, "quiet": True, "patience": None, "head_params": SMALL}
+OFF = {"time_mask": 0.0, "feature_mask": 0.0, "mixup": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_augmentation_runs_in_training_only_and_changes_training(cache, tmp_path
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(train, name, counted)
-    plain = fit(cache, head="audio", seed=0, **FAST)
+    plain = fit(cache, head="audio", seed=0, **OFF, **FAST)
     assert calls == {"augment": 0, "mix": 0}
     options = dict(time_mask=0.3, feature_mask=0.3, mixup=0.4, class_weights="balanced")
     augmented = fit(cache, head="audio", seed=0, out=tmp_path / "run", **options, **FAST)
@@ -96,7 +97,7 @@ def test_augmentation_runs_in_training_only_and_changes_training(cache, tmp_path
     assert calls == {"augment": steps, "mix": steps}
     # Each option alone changes training too.
     for option in options.items():
-        single = fit(cache, head="audio", seed=0, **dict([option]), **{**FAST, "epochs": 1})
+        single = fit(cache, head="audio", seed=0, **{**OFF, **dict([option])}, **{**FAST, "epochs": 1})
         assert single.histories[0][0]["train_loss"] != plain.histories[0][0]["train_loss"], option
 
 
@@ -109,6 +110,19 @@ def test_augmentation_runs_in_training_only_and_changes_training(cache, tmp_path
 def test_bad_augmentation_options_are_one_line_errors(cache, option, message):
     with pytest.raises(EmoError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         fit(cache, head="audio", **option, **FAST)
+
+
+def test_unset_options_take_the_heads_own_defaults_and_are_recorded():
+    from emo.fusion import FitOptions
+    from emo.fusion.heads import HEADS
+    from emo.fusion.options import FALLBACKS
+
+    audio = FitOptions(head="audio")
+    assert {k: getattr(audio, k) for k in FALLBACKS} == {**FALLBACKS, **HEADS["audio"].fit_defaults}
+    assert audio.mixup > 0 and audio.lr == HEADS["audio"].fit_defaults["lr"]
+    late = FitOptions(head="late")
+    assert {k: getattr(late, k) for k in FALLBACKS} == FALLBACKS  # augmentation off, lr 1e-4, batch 32
+    assert FitOptions(head="audio", mixup=0.0, lr=5e-4).mixup == 0.0  # what the user gives wins
 
 
 def test_cli_takes_its_defaults_from_fit_options(cache, tmp_path):

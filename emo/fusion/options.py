@@ -17,9 +17,10 @@ from emo.fusion.params import Param
 
 ORDERS = ("random", "short", "long")  # which clips --per-class keeps
 CLASS_WEIGHTS = ("none", "balanced")
-# Learning rate and batch size when neither the user nor the head (`Head.fit_defaults`) sets them.
-# A head whose measured best differs declares its own (the small `audio` head trains at 1e-3).
-FALLBACKS = {"lr": 1e-4, "batch_size": 32}
+# Learning rate, batch size and augmentation when neither the user nor the head (`Head.fit_defaults`)
+# sets them. A head whose measured best differs declares its own (the `audio` head trains at 1e-3,
+# in batches of 16, with time / feature masking and mixup: chosen on validation folds).
+FALLBACKS = {"lr": 1e-4, "batch_size": 32, "time_mask": 0.0, "feature_mask": 0.0, "mixup": 0.0}
 
 
 # Declared type and range of every numeric fit option (and --order): checked in one place, so
@@ -39,9 +40,9 @@ FIT_PARAMS = {
     "modality_dropout": Param(float, 0.0, 1.0, hi_open=True),
     "max_frames": Param(int, 1, 1_000_000, optional=True),
     "class_weights": Param(str, choices=CLASS_WEIGHTS),
-    "time_mask": Param(float, 0.0, 1.0, hi_open=True),
-    "feature_mask": Param(float, 0.0, 1.0, hi_open=True),
-    "mixup": Param(float, 0.0, 100.0),
+    "time_mask": Param(float, 0.0, 1.0, hi_open=True, optional=True),
+    "feature_mask": Param(float, 0.0, 1.0, hi_open=True, optional=True),
+    "mixup": Param(float, 0.0, 100.0, optional=True),
     "normalize": Param(str, choices=NORMALIZE_MODES),
 }
 
@@ -76,9 +77,10 @@ class FitOptions:
     normalize: str = "none"  # "speaker": per-speaker standardisation of the cached features (transductive)
     # Training-only regularisers (see emo/fusion/augment.py); validation and test never see them.
     class_weights: str = "none"  # "balanced": cross-entropy weighted by inverse training class frequency
-    time_mask: float = 0.0  # per clip, hide one span of up to this fraction of its frames
-    feature_mask: float = 0.0  # per clip, set one band of up to this fraction of feature dims to the mean
-    mixup: float = 0.0  # Beta(a, a) mixup of clip pairs (inputs and targets); 0: off
+    # None (these three, lr and batch_size): the head's own (Head.fit_defaults), else FALLBACKS.
+    time_mask: float | None = None  # per clip, hide one span of up to this fraction of its frames
+    feature_mask: float | None = None  # per clip, set one band of up to this fraction of feature dims to the mean
+    mixup: float | None = None  # Beta(a, a) mixup of clip pairs (inputs and targets); 0: off
     head_params: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     # Train on all of the cache (less validation) and test on another corpus' cache (cross_corpus.py).

@@ -49,8 +49,8 @@ class UnimodalHead(Head):
 
 # The audio head's defaults, chosen on validation folds (bench/korean_uar.py --study; see
 # BENCHMARKS.md): on 180-clip training folds of Korean speech a 64-d, one-block encoder with
-# statistics pooling at lr 1e-3 beats the 256-d, two-block one, and trains a 5-fold fit of a
-# 535-clip 100 Hz cache in minutes on a CPU instead of over an hour.
+# statistics pooling at lr 1e-3 (validation wF1 0.738) beats attentive pooling (0.717), and
+# adding time masking 0.2, feature masking 0.1 and mixup 0.2 beats both (0.768).
 AUDIO_DEFAULTS = {**SEQUENCE_DEFAULTS, "d_model": 64, "heads": 4, "blocks": 1, "ffn": 128, "dropout": 0.2, "pooling": "stats"}
 
 
@@ -60,7 +60,7 @@ class AudioHead(UnimodalHead):
     description = "speech features: reduction to target_rate, projection, transformer encoder, pooling, linear"
     requires = Requires(("audio",), 1, 1)
     defaults = AUDIO_DEFAULTS
-    fit_defaults = {"lr": 1e-3, "batch_size": 16}
+    fit_defaults = {"lr": 1e-3, "batch_size": 16, "time_mask": 0.2, "feature_mask": 0.1, "mixup": 0.2}
 
 
 @register_head
