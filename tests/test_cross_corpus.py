@@ -1,6 +1,7 @@
-"""Cross-corpus scoring on generated caches: `emo eval RUN OTHER`, `emo fit --test-cache`, label maps, overlap.
+"""Cross-corpus scoring on generated caches and on the two real Korean speaker groups: `emo eval RUN OTHER`,
+`emo fit --test-cache`, label maps, overlap with training.
 
-The "corpora" share the class directions of one seed and draw their own noise (noise_seed), so
+The generated "corpora" share the class directions of one seed and draw their own noise (noise_seed), so
 a head trained on one transfers to the other; label names and clip ids differ per corpus.
 """
 
