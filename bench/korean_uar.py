@@ -395,6 +395,12 @@ STUDY = {
     "small-stats-aug": dict(head_params=SMALL_STATS, lr=1e-3, batch_size=16, time_mask=0.2, feature_mask=0.1, mixup=0.2),
     "medium-stats": dict(head_params={**SMALL_STATS, "d_model": 128, "blocks": 2, "ffn": 256}, lr=5e-4, batch_size=16),
     "defaults": {},  # whatever FitOptions and the head declare today
+    # Added for the whisper-base target (7 x 512 layers), fixed before any was scored: the
+    # probe it must match sees every layer's dimensions separately (concat) and pools first.
+    "concat": dict(head_params={"layer_mix": "concat"}),
+    "concat-128": dict(head_params={"layer_mix": "concat", "d_model": 128, "ffn": 256}),
+    "probe": dict(head_params={"layer_mix": "concat", "blocks": 0}),
+    "probe-weighted": dict(head_params={"blocks": 0}),
 }
 
 

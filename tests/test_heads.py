@@ -494,3 +494,25 @@ def test_frame_rate_is_read_from_every_extractors_fingerprint():
     assert frame_rate({"detector": "retinaface", "fps": None, "frames": 16}) is None
     assert frame_rate({"backbone": "kcelectra", "layers": [12]}) is None
     assert frame_rate({"frame_rate": "fast"}) is None
+
+
+@pytest.mark.parametrize("layer_mix,blocks", [("concat", 1), ("weighted", 0), ("concat", 0)])
+def test_concatenated_layers_and_encoderless_audio_head_stay_padding_invariant(layer_mix, blocks):
+    torch.manual_seed(0)
+    hparams = {k: v for k, v in SMALL.items() if k in HEADS["audio"].defaults}
+    head = build_head("audio", rated(["audio"]), N_CLASSES, **{**hparams, "blocks": blocks},
+                      layer_mix=layer_mix, pooling="stats", target_rate=40.0).eval()
+    frontend = head.sequence.frontend
+    # concat keeps every cached layer side by side: 3 layers x 8 dims reach the projection.
+    assert frontend.out_dim == (3 * 8 if layer_mix == "concat" else 8)
+    assert head.sequence.proj.in_features == frontend.out_dim
+    assert (head.encoder is None) == (blocks == 0)
+    assert ("audio" in head.layer_weights()) == (layer_mix == "weighted")
+    assert_padding_invariant(head, ["audio"], {"audio": [2 + 3 * i for i in range(4)]})
+
+
+def test_encoderless_is_for_single_input_heads_only():
+    with pytest.raises(EmoError, match="blocks"):
+        small_head("early", ["audio", "text"], blocks=0)
+    with pytest.raises(EmoError, match="layer_mix"):
+        small_head("audio", ["audio"], layer_mix="sum")

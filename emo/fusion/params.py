@@ -135,6 +135,8 @@ TARGET_RATE = Param(
     float, 0.0, 10000.0, lo_open=True, optional=True,
     help="Hz the frames are averaged down to before attention (none: the cached rate)",
 )
+LAYER_MIXES = ("weighted", "concat")
+LAYER_MIX = Param(str, choices=LAYER_MIXES, help="cached layers -> frame vector: learned weighted sum, or concatenation")
 SEQUENCE_PARAMS = {
     "d_model": Param(int, 1, 8192, help="width of the projected sequence"),
     "heads": Param(int, 1, 256, help="attention heads (d_model must be a multiple)"),
@@ -143,6 +145,7 @@ SEQUENCE_PARAMS = {
     "dropout": DROPOUT,
     "target_rate": TARGET_RATE,
     "pooling": POOLING,
+    "layer_mix": LAYER_MIX,
 }
 SEQUENCE_RULES = (Divisible("d_model", "heads"),)
 FACE_PARAMS = {

@@ -35,12 +35,20 @@ FACE_DEFAULTS: dict[str, Any] = {
 
 
 class FeatureFrontEnd(nn.Module):
-    def __init__(self, key: str, row_shape: tuple):
+    """Cached features (B, T, L, D) -> standardised -> layers combined -> (B, T, width).
+
+    layer_mix "weighted": a learned softmax-weighted sum (width D), the SUPERB convention;
+    "concat": the L layers side by side (width L * D), so the projection that follows can
+    weigh every dimension of every layer, as a linear probe on concatenated layers does.
+    """
+
+    def __init__(self, key: str, row_shape: tuple, layer_mix: str = "weighted"):
         super().__init__()
         self.key = key
         self.row_shape = tuple(row_shape)
-        self.mix = LayerMix(self.row_shape[0])
-        self.out_dim = self.row_shape[1]
+        self.concat = layer_mix == "concat"
+        self.mix = None if self.concat else LayerMix(self.row_shape[0])
+        self.out_dim = self.row_shape[0] * self.row_shape[1] if self.concat else self.row_shape[1]
         # Per layer and dimension standardisation, set from the training frames before training
         # (`Head.set_feature_stats`). Classical descriptors mix scales (F0 in semitones, formants in
         # Hz, loudness in sones) that would otherwise swamp each other. Buffers, so checkpoints keep them.
@@ -53,7 +61,8 @@ class FeatureFrontEnd(nn.Module):
                 f"{self.key}: expected features (B, T, {self.row_shape[0]}, {self.row_shape[1]}), "
                 f"got {tuple(x.shape)}; was the head trained on another cache or layer selection?"
             )
-        return self.mix(zero_padding((x.float() - self.shift) / self.scale, mask))
+        x = zero_padding((x.float() - self.shift) / self.scale, mask)
+        return x.flatten(2) if self.concat else self.mix(x)
 
 
 class FaceFrontEnd(nn.Module):
@@ -81,7 +90,7 @@ class FaceFrontEnd(nn.Module):
 def build_frontend(key: str, spec: InputSpec, hp: dict) -> nn.Module:
     if spec.kind == "faces":
         return FaceFrontEnd(key, spec.row_shape, hp, hp.get("dropout", 0.0))
-    return FeatureFrontEnd(key, spec.row_shape)
+    return FeatureFrontEnd(key, spec.row_shape, hp.get("layer_mix", "weighted"))
 
 
 def check_mask(key: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

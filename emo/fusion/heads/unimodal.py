@@ -14,18 +14,21 @@ from emo.errors import EmoError
 from emo.fusion.heads.branches import FACE_DEFAULTS, ProjectedSequence
 from emo.fusion.heads.layers import SequenceEncoder
 from emo.fusion.heads.pooling import build_pooling
-from emo.fusion.params import FACE_PARAMS, FACE_RULES, SEQUENCE_PARAMS, SEQUENCE_RULES
+from emo.fusion.params import FACE_PARAMS, FACE_RULES, SEQUENCE_PARAMS, SEQUENCE_RULES, Param
 from emo.fusion.heads.registry import Head, Requires, register_head
 
 # Time-axis hyperparameters of every attention head (see pooling.py): frames averaged down to
 # `target_rate` Hz before attention (None: keep the cached rate), and the pooling into a clip vector.
-TIME_DEFAULTS = {"target_rate": 25.0, "pooling": "mean"}
+TIME_DEFAULTS = {"target_rate": 25.0, "pooling": "mean", "layer_mix": "weighted"}
 SEQUENCE_DEFAULTS = {"d_model": 256, "heads": 4, "blocks": 2, "ffn": 512, "dropout": 0.1, **TIME_DEFAULTS}
+# A single-input head may skip the encoder (blocks 0): the projected frames are pooled
+# directly, a linear probe on pooled features with a learned projection in front.
+UNIMODAL_PARAMS = {**SEQUENCE_PARAMS, "blocks": Param(int, 0, 64, help="transformer encoder blocks (0: pool the projected frames)")}
 
 
 class UnimodalHead(Head):
     defaults = SEQUENCE_DEFAULTS
-    params = SEQUENCE_PARAMS
+    params = UNIMODAL_PARAMS
     rules = SEQUENCE_RULES
 
     def __init__(self, inputs, n_classes, **hparams):
@@ -33,7 +36,8 @@ class UnimodalHead(Head):
         hp = self.hparams
         ((self.key, spec),) = self.inputs.items()
         self.sequence = ProjectedSequence(self.key, spec, hp["d_model"], hp)
-        self.encoder = SequenceEncoder(hp["d_model"], hp["heads"], hp["blocks"], hp["ffn"], hp["dropout"])
+        self.encoder = (SequenceEncoder(hp["d_model"], hp["heads"], hp["blocks"], hp["ffn"], hp["dropout"])
+                        if hp["blocks"] else None)
         self.pool = build_pooling(hp["pooling"], hp["d_model"], f"head {self.name!r}")
         self.dropout = nn.Dropout(hp["dropout"])
         self.classifier = nn.Linear(self.pool.out_dim, self.n_classes)
@@ -43,7 +47,7 @@ class UnimodalHead(Head):
             raise EmoError(f"head {self.name!r} needs its {self.key!r} input in every batch; it cannot be dropped")
         x, mask = batch[self.key]
         seq, mask = self.sequence(x, mask)
-        h = self.encoder(seq, mask)
+        h = self.encoder(seq, mask) if self.encoder is not None else seq
         return self.classifier(self.dropout(self.pool(h, mask)))
 
 
@@ -69,7 +73,7 @@ class VisualHead(UnimodalHead):
     description = "face features or raw face crops (patch ViT): projection, transformer encoder, masked mean, linear"
     requires = Requires(("visual",), 1, 1, faces_ok=True)
     defaults = {**SEQUENCE_DEFAULTS, **FACE_DEFAULTS}
-    params = {**SEQUENCE_PARAMS, **FACE_PARAMS}
+    params = {**UNIMODAL_PARAMS, **FACE_PARAMS}
     rules = SEQUENCE_RULES + FACE_RULES
 
 
