@@ -179,10 +179,11 @@ def run_loader(folder: Path, args) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
+    from emo.accel import autocast, choose_precision
     from emo.cache import CacheReader
     from emo.fusion.heads import InputSpec, build_head
     from emo.fusion.splits import make_folds
-    from emo.fusion.train import _autocast, resolve_device, warmup_cosine
+    from emo.fusion.train import resolve_device, warmup_cosine
 
     device = resolve_device(args.device)
     start = time.perf_counter()
@@ -216,7 +217,7 @@ def run_loader(folder: Path, args) -> dict:
     def score(loader):
         head.eval()
         right = total = 0
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), autocast(device, choose_precision(device).dtype):
             for batch, y in loader:
                 right += int((head(to_device(batch)).argmax(1).cpu() == y).sum())
                 total += len(y)
@@ -226,7 +227,7 @@ def run_loader(folder: Path, args) -> dict:
     for _ in range(args.epochs):
         head.train()
         for batch, y in train:
-            with _autocast(device):
+            with autocast(device, choose_precision(device).dtype):
                 logits = head(to_device(batch))
             loss = torch.nn.functional.cross_entropy(logits.float(), y.to(device))
             optimizer.zero_grad(set_to_none=True)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from emo.accel import autocast, choose_precision
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipError, ClipMissing
 from emo.extract.audio_decode import load_audio
@@ -63,18 +64,6 @@ def parse_layers(spec: str, num_layers: int, backbone: str) -> list[int]:
     return layers
 
 
-def audio_autocast_dtype(device, precision: str, backbone: str):
-    """Compute dtype of an audio encoder: 'auto' is fp16 on CUDA and fp32 (None: no autocast) elsewhere."""
-    import torch
-
-    choices = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    if precision not in choices:
-        raise BackboneError(f"{backbone}: precision {precision!r} is not one of auto, fp32, fp16, bf16")
-    return choices[precision]
-
-
 def balanced_windows(total: int, window_frames: int) -> list[tuple[int, int]]:
     """[first, last) frame ranges of at most window_frames covering 0..total, as equal as can be.
 
@@ -84,15 +73,6 @@ def balanced_windows(total: int, window_frames: int) -> list[tuple[int, int]]:
         return [(0, total)]
     per_window = math.ceil(total / math.ceil(total / window_frames))
     return [(first, min(first + per_window, total)) for first in range(0, total, per_window)]
-
-
-def autocast_context(device, dtype):
-    """torch.autocast at `dtype` on `device`, or nothing when dtype is None (fp32)."""
-    import contextlib
-
-    import torch
-
-    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def load_clip_audio(clip: Clip, sample_rate: int, min_samples: int, backbone: str) -> tuple[str, np.ndarray]:
@@ -188,7 +168,7 @@ class AudioExtractor:
         self.receptive_field, self.hop = self._frame_geometry()
         self.max_window_s = float(max_window_s)
         self.window_frames = max(1, self.frames_for(int(self.max_window_s * self.sample_rate)))
-        self.autocast_dtype = audio_autocast_dtype(self.device, precision, self.backbone)
+        self.autocast_dtype = choose_precision(self.device, precision, self.backbone).dtype
 
     # ---- geometry -------------------------------------------------------------------------
     def frames_for(self, n_samples: int) -> int:
@@ -310,7 +290,7 @@ class AudioExtractor:
             values[row, : samples.shape[0]] = torch.from_numpy(samples)
             mask[row, : samples.shape[0]] = 1
         want_hidden = any(i != self.num_layers for i in self.layers)
-        with torch.inference_mode(), autocast_context(self.device, self.autocast_dtype):
+        with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
             out = self.model(
                 input_values=values.to(self.device),
                 attention_mask=mask.to(self.device) if self.accepts_padding else None,

@@ -29,7 +29,8 @@ import numpy as np
 
 from emo.clip import Clip
 from emo.errors import BackboneError
-from emo.extract.audio_hf import audio_autocast_dtype, autocast_context, balanced_windows, load_clip_audio, parse_layers
+from emo.accel import autocast, choose_precision
+from emo.extract.audio_hf import balanced_windows, load_clip_audio, parse_layers
 
 SCHEMA = 1
 INPUT_MODES = ("cut", "pad30")
@@ -156,7 +157,7 @@ class WhisperExtractor:
             raise BackboneError(f"{backbone}: max window must be in (0, {longest:g}] s for Whisper, got {max_window_s} s")
         self.max_window_s = float(max_window_s)
         self.window_frames = max(1, int(self.max_window_s * self.sample_rate) // self.hop)
-        self.autocast_dtype = audio_autocast_dtype(self.device, precision, self.backbone)
+        self.autocast_dtype = choose_precision(self.device, precision, self.backbone).dtype
 
     def _load_folder(self, path: Path):
         from transformers import WhisperConfig, WhisperFeatureExtractor
@@ -249,7 +250,7 @@ class WhisperExtractor:
 
         encoder = self.encoder
         wanted = set(self.layers)
-        with torch.inference_mode(), autocast_context(self.device, self.autocast_dtype):
+        with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
             x = gelu(encoder.conv1(torch.from_numpy(mels).to(self.device)))
             x = gelu(encoder.conv2(x)).permute(0, 2, 1)
             x = x + encoder.embed_positions.weight[: x.shape[1]]

@@ -18,13 +18,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from emo.accel import autocast, choose_precision
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipMissing
 from emo.extract.text_backbone import (
     SCHEMA_VERSION,
-    autocast_dtype,
     first_line,
-    inference_context,
     load_pretrained_model,
     parse_layers,
     resolve_device,
@@ -213,7 +212,7 @@ class VisualExtractor:
             raise BackboneError(f"{backbone}: pooling {pooling!r}: expected auto, cls or mean")
         self.resolved = resolve_pretrained(backbone, "--visual-backbone")
         self.device = resolve_device(device)
-        self.autocast = autocast_dtype(self.device, precision)
+        self.autocast = choose_precision(self.device, precision, backbone).dtype
         model = load_pretrained_model(self.resolved, self.device, "--visual-backbone")
         # CLIP / SigLIP folders hold both towers: only the image tower sees the faces.
         encoder = model.vision_model if getattr(model, "vision_model", None) is not None else model
@@ -295,7 +294,7 @@ class VisualExtractor:
             with torch.inference_mode():
                 crops = torch.from_numpy(frames[start : start + self.batch_frames]).to(self.device)
                 pixels = self.normalise(crops)
-                with inference_context(self.device, self.autocast):
+                with autocast(self.device, self.autocast):
                     hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
                 if len(hidden) != self.num_hidden_states:
                     raise BackboneError(

@@ -5,7 +5,7 @@ Stored rows are one per real token of the transcript, special tokens included ([
 tokens; padding positions are never stored. Each row holds the selected hidden states
 (`last`, `all`, or `I,J,K` where 0 is the embedding output and i the output of layer i).
 
-Also holds the small pieces the image encoder shares (layer selection, device and autocast,
+Also holds the small pieces the image encoder shares (layer selection, device,
 model loading with a clear error, fp16 conversion).
 """
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import threading
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from emo.accel import autocast, choose_precision
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipMissing
 
@@ -75,29 +75,6 @@ def resolve_device(device: str):
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise BackboneError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
     return resolved
-
-
-def autocast_dtype(device, precision: str = "auto"):
-    """fp32 on CPU (CPU half precision is slow and lossy); bf16 on CUDA when supported, else fp16."""
-    import torch
-
-    if precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise BackboneError(f"precision {precision!r}: expected auto, fp32, fp16 or bf16")
-    if precision == "fp32" or device.type != "cuda":
-        return None
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
-def inference_context(device, dtype):
-    import torch
-
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def to_float16(tensor) -> np.ndarray:
@@ -228,7 +205,7 @@ class TextExtractor:
             raise BackboneError(f"max_tokens {max_tokens}: needs room for at least the special tokens")
         self.resolved = resolve_pretrained(backbone, "--text-backbone")
         self.device = resolve_device(device)
-        self.autocast = autocast_dtype(self.device, precision)
+        self.autocast = choose_precision(self.device, precision, backbone).dtype
         self.tokenizer = load_tokenizer(self.resolved)
         model = load_pretrained_model(self.resolved, self.device, "--text-backbone")
         if getattr(model.config, "is_encoder_decoder", False):
@@ -297,7 +274,7 @@ class TextExtractor:
             mask = np.arange(longest)[None, :] < lengths[group][:, None]
             for row, index in enumerate(group):
                 ids[row, : lengths[index]] = batch[index].ids
-            with torch.inference_mode(), inference_context(self.device, self.autocast):
+            with torch.inference_mode(), autocast(self.device, self.autocast):
                 output = self.model(
                     input_ids=torch.from_numpy(ids).to(self.device),
                     attention_mask=torch.from_numpy(mask.astype(np.int64)).to(self.device),

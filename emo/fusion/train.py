@@ -1,4 +1,7 @@
-"""Training one head on one fold: AdamW, warm-up + cosine, clipping, bf16 on GPU, early stopping.
+"""Training one head on one fold: AdamW, warm-up + cosine, clipping, early stopping.
+
+On a GPU it trains in bf16, or in fp16 with a loss-scaling GradScaler on cards without bf16
+(`emo.accel.choose_precision`; float32 on the CPU).
 
 The best checkpoint (by validation weighted F1) is kept in memory and loaded back at the end.
 Batches come from `CachedData.batch` (in-memory gathers). Losses are summed on the device and
@@ -77,12 +80,6 @@ def deterministic(device):
         yield
     finally:
         torch.use_deterministic_algorithms(before, warn_only=before_warn)
-
-
-def _autocast(device):
-    import torch
-
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
@@ -167,13 +164,15 @@ def predict(
     """
     import torch
 
+    from emo.accel import autocast, choose_precision
+
     head.eval()
     probs, loss_sum = [], None
     frames = longest_input(data, keys)[rows]
     by_length = np.argsort(frames, kind="stable")
     sorted_rows = rows[by_length]
     labels = torch.from_numpy(labels[sorted_rows]).to(device)
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), autocast(device, choose_precision(device).dtype):
         for part_slice in frame_budget_batches(frames[by_length], batch_size):
             chunk = sorted_rows[part_slice]
             logits = head(data.batch(chunk, keys, device)).float()
@@ -262,6 +261,11 @@ def train_fold(
     """
     import torch
 
+    from emo.accel import autocast, choose_precision
+
+    precision = choose_precision(device)
+    # Disabled (a pass-through) unless the compute dtype is fp16.
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
     stats = feature_stats(data, keys, train_rows)
     head.set_feature_stats(stats)
     head.to(device)
@@ -298,17 +302,19 @@ def train_fold(
                 batch = augment_batch(batch, augment, rng, fill)
             if augment.mixup:
                 batch, partner, lam = mix_batch(batch, augment.mixup, rng)
-            with _autocast(device):
+            with autocast(device, precision.dtype):
                 logits = head(batch).float()
             loss = torch.nn.functional.cross_entropy(logits, target, weight=weights)
             if augment.mixup:
                 partner_loss = torch.nn.functional.cross_entropy(logits, target[partner.to(device)], weight=weights)
                 loss = lam * loss + (1.0 - lam) * partner_loss
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if settings.grad_clip:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                 torch.nn.utils.clip_grad_norm_(head.parameters(), settings.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)  # skipped when fp16 gradients overflowed; the scale then shrinks
+            scaler.update()
             scheduler.step()
             loss_sum += loss.detach() * len(rows)
         record = {"epoch": epoch, "train_loss": float(loss_sum) / len(train_rows), "lr": scheduler.get_last_lr()[0]}
