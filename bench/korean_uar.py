@@ -482,7 +482,9 @@ def main() -> None:
         cache = args.study_cache or build_caches(args.data, args.dir, ["compare"], args.workers)["compare"]
         study(cache, names, args.seed, args.val_fraction, args.log)
         return
-    given = dict(item.split("=", 1) for item in args.cache)
+    from emo.key_value import split_key_value
+
+    given = dict(split_key_value(item, "--cache", "NAME=PATH") for item in args.cache)
     features += [name for name in given if name not in features]
     caches = {name: Path(path) for name, path in given.items()}
     caches.update(build_caches(args.data, args.dir, [f for f in features if f not in given], args.workers))
@@ -516,7 +518,7 @@ def main() -> None:
     if args.whisper_caches:
         from whisper_probe import whisper_rows
 
-        named = dict(item.split("=", 1) for item in args.whisper_caches.split(","))
+        named = dict(split_key_value(item, "--whisper-caches", "MODE=PATH,...") for item in args.whisper_caches.split(","))
         for row in whisper_rows({mode: Path(path) for mode, path in named.items()}, reference.ids, labels, folds):
             rows.append(row)
             print_table([row])

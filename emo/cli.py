@@ -225,6 +225,7 @@ def extract_command(
     from emo.extract.options import ExtractOptions, default_workers, parse_modalities, parse_shard
     from emo.extract.report import summary_table
     from emo.extract.runner import run_extraction
+    from emo.key_value import split_key_value
 
     try:
         wanted = parse_modalities(modalities)
@@ -243,7 +244,7 @@ def extract_command(
             batch_seconds=batch_seconds,
             workers=workers if workers is not None else default_workers(),
         )
-        dataset_options = dict(_key_value(item) for item in option)
+        dataset_options = dict(split_key_value(item, "--option") for item in option)
         if allow_outside_paths:
             dataset_options["allow_outside_paths"] = True
     except ValueError as err:
@@ -271,12 +272,6 @@ def _extract_fail(message: str, main: bool) -> None:
         fail(message)
     raise typer.Exit(1)  # another torchrun rank: rank 0 prints the one message
 
-
-def _key_value(item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"--option {item!r}: expected KEY=VALUE")
-    return key.strip(), value.strip()
 # </extract-section>
 
 

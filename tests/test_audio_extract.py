@@ -179,7 +179,7 @@ def test_layer_selection_keeps_the_chosen_hidden_states(layer_norm_model, tmp_pa
 
     clip = wav_clip(tmp_path, "c", noise(1.5, 3))
     by_spec = {}
-    for spec in ("all", "1,2", "2,0", "last"):
+    for spec in ("all", "1,2", "2,0", "last", "-1"):
         extractor = make_audio_extractor(str(layer_norm_model), layers=spec)
         prepared = extractor.prepare(clip)
         by_spec[spec] = extractor.encode([prepared])[0]
@@ -189,6 +189,7 @@ def test_layer_selection_keeps_the_chosen_hidden_states(layer_norm_model, tmp_pa
     np.testing.assert_array_equal(by_spec["1,2"], by_spec["all"][:, [1, 2]])
     np.testing.assert_array_equal(by_spec["2,0"], by_spec["all"][:, [2, 0]])
     np.testing.assert_array_equal(by_spec["last"], by_spec["all"][:, [2]])
+    np.testing.assert_array_equal(by_spec["-1"], by_spec["last"])  # one grammar: -1 = last, as at fit time
     with torch.no_grad():
         out = extractor.model(torch.from_numpy(prepared.samples)[None], output_hidden_states=True)
     expected = {0: out.hidden_states[0], 1: out.hidden_states[1], 2: out.last_hidden_state}  # 2 = the model's output

@@ -313,7 +313,7 @@ def test_layers_pick_cached_layers(tmp_path):
               out=tmp_path / "run")
     assert two.config["head"]["inputs"]["audio"]["row_shape"] == [2, 8]
     assert evaluate(tmp_path / "run").metrics["n"] == len(two.predictions.ids)  # eval reuses the same layers
-    with pytest.raises(EmoError, match="audio layer '7' is not cached \\(cached layers: \\[6, 12, 24\\]\\)"):
+    with pytest.raises(EmoError, match="audio layer 7 is not cached \\(cached layers: \\[6, 12, 24\\]\\)"):
         fit(cache, head="audio", layers=["7"], epochs=1, quiet=True)
 
 

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from emo.extract.image_backbone import PixelNormaliser, VisualExtractor, make_visual_extractor  # noqa: E402
-from emo.extract.text_backbone import TextExtractor, make_text_extractor, parse_layers  # noqa: E402
+from emo.extract.text_backbone import TextExtractor, make_text_extractor  # noqa: E402
 
 HIDDEN = 32
 LAYERS = 2
@@ -156,7 +156,7 @@ def test_layer_selection(electra_dir, text_all, transcripts):
     with pytest.raises(BackboneError, match="out of range"):
         TextExtractor(str(electra_dir), layers="5")
     with pytest.raises(BackboneError, match="comma-separated"):
-        parse_layers("last,2", 3)
+        TextExtractor(str(electra_dir), layers="last,2")
 
 
 @pytest.mark.parametrize("text", [None, "", "   \n", "\ufeff "])

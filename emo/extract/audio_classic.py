@@ -18,6 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipError, ClipMissing
 from emo.extract.audio_decode import SAMPLE_RATE, load_audio
+from emo.layer_spec import encoder_layers
 
 SCHEMA = 1
 FLOAT16_MAX = 65504.0
@@ -60,10 +61,8 @@ class ClassicAudioExtractor:
     def __init__(self, name: str, layers: str = "last", n_mels: int = 80):
         if name not in BUILTIN_AUDIO:
             raise BackboneError(f"{name}: not a built-in audio extractor (built-ins: {', '.join(BUILTIN_AUDIO)})")
-        if layers.strip().lower() not in ("last", "all", "0"):
-            raise BackboneError(
-                f"{name}: a built-in extractor has a single layer; audio layers {layers!r} cannot be kept"
-            )
+        # One layer (0): "last", "all", "0" and "-1" all keep it.
+        encoder_layers(layers, 1, name, "audio")
         self.name = name
         self.n_mels = int(n_mels)
         self._local = threading.local()  # one openSMILE instance per worker thread

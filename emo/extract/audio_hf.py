@@ -24,6 +24,7 @@ from emo.accel import autocast, choose_precision
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipError, ClipMissing
 from emo.extract.audio_decode import load_audio
+from emo.layer_spec import encoder_layers
 
 if TYPE_CHECKING:
     from emo.extract.hub import ResolvedModel
@@ -32,36 +33,6 @@ SCHEMA = 1
 # Model families whose conv feature encoder normalises each frame on its own (LayerNorm over
 # channels) whatever config.feat_extract_norm says, so zero padding does not change real frames.
 LAYER_NORM_ENCODERS = frozenset({"data2vec-audio"})
-
-
-def parse_layers(spec: str, num_layers: int, backbone: str) -> list[int]:
-    """'last' | 'all' | 'I,J,K' -> layer indices.
-
-    0 is the transformer's input (projected conv features + positional conv), i the output of
-    transformer layer i, num_layers the model's final output ('last').
-    """
-    text = spec.strip().lower()
-    if text == "last":
-        return [num_layers]
-    if text == "all":
-        return list(range(num_layers + 1))
-    try:
-        layers = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise BackboneError(
-            f"{backbone}: audio layers {spec!r} is not 'last', 'all' or a list like '6,12,24'"
-        ) from None
-    if not layers:
-        raise BackboneError(f"{backbone}: audio layers {spec!r} names no layer")
-    bad = [i for i in layers if not 0 <= i <= num_layers]
-    if bad:
-        raise BackboneError(
-            f"{backbone}: audio layer {bad[0]} is out of range 0..{num_layers} "
-            f"(0 = transformer input, {num_layers} = last layer)"
-        )
-    if len(set(layers)) != len(layers):
-        raise BackboneError(f"{backbone}: audio layers {spec!r} repeats a layer")
-    return layers
 
 
 def balanced_windows(total: int, window_frames: int) -> list[tuple[int, int]]:
@@ -158,7 +129,7 @@ class AudioExtractor:
         config = model.config
         self.num_layers = int(config.num_hidden_layers)
         self.hidden_size = int(config.hidden_size)
-        self.layers = parse_layers(layers, self.num_layers, backbone)
+        self.layers = encoder_layers(layers, self.num_layers + 1, backbone, "audio")
         self.row_shape = (len(self.layers), self.hidden_size)
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.normalize = bool(self.feature_extractor.do_normalize)

@@ -30,7 +30,8 @@ import numpy as np
 from emo.clip import Clip
 from emo.errors import BackboneError
 from emo.accel import autocast, choose_precision
-from emo.extract.audio_hf import balanced_windows, load_clip_audio, parse_layers
+from emo.extract.audio_hf import balanced_windows, load_clip_audio
+from emo.layer_spec import encoder_layers
 
 SCHEMA = 1
 INPUT_MODES = ("cut", "pad30")
@@ -145,7 +146,7 @@ class WhisperExtractor:
         self.num_layers = int(config.encoder_layers)
         self.hidden_size = int(config.d_model)
         self.n_mels = int(config.num_mel_bins)
-        self.layers = parse_layers(layers, self.num_layers, backbone)
+        self.layers = encoder_layers(layers, self.num_layers + 1, backbone, "audio")
         self.row_shape = (len(self.layers), self.hidden_size)
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.mel_hop = int(self.feature_extractor.hop_length)

@@ -21,11 +21,11 @@ import numpy as np
 from emo.accel import autocast, choose_precision
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipMissing
+from emo.layer_spec import encoder_layers
 from emo.extract.text_backbone import (
     SCHEMA_VERSION,
     first_line,
     load_pretrained_model,
-    parse_layers,
     resolve_device,
     to_float16,
 )
@@ -225,7 +225,7 @@ class VisualExtractor:
         self.model = encoder
         self.model_type = model.config.model_type
         self.num_hidden_states = int(config.num_hidden_layers) + 1
-        self.layers = parse_layers(layers, self.num_hidden_states, backbone)
+        self.layers = encoder_layers(layers, self.num_hidden_states, backbone, "visual")
         self.pooling = ("cls" if has_class_token(encoder) else "mean") if pooling == "auto" else pooling
         if self.pooling == "cls" and not has_class_token(encoder):
             raise BackboneError(f"{backbone}: has no class token; use pooling 'mean'")

@@ -22,6 +22,7 @@ import numpy as np
 from emo.accel import autocast, choose_precision
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipMissing
+from emo.layer_spec import encoder_layers
 
 SCHEMA_VERSION = 1
 DEFAULT_TEXT_BACKBONE = "beomi/KcELECTRA-base-v2022"
@@ -29,40 +30,6 @@ FLOAT16_MAX = 65504.0
 
 
 # ---- shared with the image encoder ----------------------------------------------------
-
-
-def parse_layers(spec: str | Sequence[int], num_hidden_states: int, backbone: str = "") -> list[int]:
-    """`last` | `all` | `I,J,K` (or a list of ints) -> sorted-as-given indices into hidden_states.
-
-    hidden_states[0] is the embedding output and hidden_states[i] the output of layer i, so a
-    12-layer encoder has indices 0..12; negative indices count from the end.
-    """
-    where = f"{backbone}: " if backbone else ""
-    if isinstance(spec, str):
-        text = spec.strip().lower()
-        if text == "last":
-            return [num_hidden_states - 1]
-        if text == "all":
-            return list(range(num_hidden_states))
-        try:
-            wanted = [int(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise BackboneError(f"{where}layers {spec!r}: expected 'last', 'all' or comma-separated integers like '4,8,12'") from None
-    else:
-        wanted = [int(index) for index in spec]
-    if not wanted:
-        raise BackboneError(f"{where}layers {spec!r}: no layer selected")
-    layers = []
-    for index in wanted:
-        if not -num_hidden_states <= index < num_hidden_states:
-            raise BackboneError(
-                f"{where}layer {index} is out of range: this model has {num_hidden_states} hidden states "
-                f"(0 = embeddings, 1..{num_hidden_states - 1} = layer outputs)"
-            )
-        layers.append(index % num_hidden_states)
-    if len(set(layers)) != len(layers):
-        raise BackboneError(f"{where}layers {spec!r}: a layer is selected twice")
-    return layers
 
 
 def resolve_device(device: str):
@@ -213,7 +180,7 @@ class TextExtractor:
         self.model = model
         config = model.config
         self.num_hidden_states = int(config.num_hidden_layers) + 1
-        self.layers = parse_layers(layers, self.num_hidden_states, backbone)
+        self.layers = encoder_layers(layers, self.num_hidden_states, backbone, "text")
         self.row_shape = (len(self.layers), int(config.hidden_size))
         # Positions beyond the model's table would crash (or silently wrap); cap max_tokens there.
         limits = [int(max_tokens)]

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from emo.errors import EmoError
+from emo.layer_spec import select_layers
 
 # Fraction of free GPU memory the cached tensors may take; the rest is for the model and activations.
 GPU_SHARE = 0.6
@@ -158,53 +159,11 @@ class CachedData:
 
 
 # -- loading ------------------------------------------------------------------------------
-def parse_layers(specs: Sequence[str] | str | None, modalities: Sequence[str]) -> dict[str, str]:
-    """`--layers` values -> {modality: spec}. "12,18,24" applies to every modality; "audio=last" to one."""
-    if specs is None:
-        return {}
-    if isinstance(specs, str):
-        specs = [specs]
-    out: dict[str, str] = {}
-    for spec in specs:
-        for part in spec.split(";"):
-            part = part.strip()
-            if not part:
-                continue
-            key, sep, value = part.partition("=")
-            if sep:
-                out[key.strip()] = value.strip()
-            else:
-                for m in modalities:
-                    out.setdefault(m, part)
-    return out
-
-
 def resolve_layers(spec: str | list | None, stored: list, modality: str) -> list | None:
-    """A layer spec ("all", "last", "12,18,24", negative positions) -> stored layer ids (None = all)."""
-    if spec is None or spec == "all":
+    """A layer spec (emo/layer_spec.py) or a run's recorded ids -> stored layer ids (None = all)."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "all"):
         return None
-    if isinstance(spec, list):
-        tokens = spec
-    else:
-        tokens = [t.strip() for t in str(spec).split(",") if t.strip()]
-    chosen = []
-    for token in tokens:
-        if token == "last":
-            chosen.append(stored[-1])
-            continue
-        value = token
-        if isinstance(token, str):
-            try:
-                value = int(token)
-            except ValueError:
-                value = token
-        if value in stored:
-            chosen.append(value)
-        elif isinstance(value, int) and -len(stored) <= value < 0:
-            chosen.append(stored[value])
-        else:
-            raise EmoError(f"--layers {spec}: {modality} layer {token!r} is not cached (cached layers: {stored})")
-    return chosen
+    return select_layers(spec, stored, f"--layers {spec}: {modality} ", f"is not cached (cached layers: {stored})")
 
 
 def _labels(reader, label_column: str | None, classes: Sequence[str] | None, strict_classes: bool):

@@ -16,7 +16,7 @@ import numpy as np
 
 from emo import __version__
 from emo.errors import EmoError
-from emo.fusion.data import CachedData, load_data, modality_kind, parse_layers
+from emo.fusion.data import CachedData, load_data, modality_kind
 from emo.fusion.display import EpochDisplay, QuietDisplay
 from emo.fusion.options import FitOptions
 from emo.fusion.metrics import aggregate_folds, score
@@ -24,6 +24,7 @@ from emo.fusion.predictions import Predictions
 from emo.fusion.sampling import dedup_text, per_class
 from emo.fusion.splits import make_folds, parse_split
 from emo.fusion.train import deterministic, predict, resolve_device, train_fold
+from emo.layer_spec import layers_by_modality
 
 
 @dataclass
@@ -139,7 +140,7 @@ def fit(
             _check_head_fits(head, keys, reader, cache)
             feature_keys = [k for k in keys if kinds[k] == "features"]
             data = load_data(
-                cache, keys, layers=parse_layers(opts.layers, feature_keys), label_column=opts.label_column,
+                cache, keys, layers=layers_by_modality(opts.layers, feature_keys), label_column=opts.label_column,
                 classes=opts.classes, device=device, reader=reader,
             )
         else:

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from emo.errors import EmoError
+from emo.key_value import split_key_value
 
 LEAVE_OUT = "-"
 
@@ -34,9 +35,7 @@ def parse_label_map(items: Sequence[str] | str | None) -> dict[str, str]:
         for pair in str(item).split(","):
             if not pair.strip():
                 continue
-            src, sep, dst = (part.strip() for part in pair.partition("="))
-            if not sep or not src or not dst:
-                raise EmoError(f"--label-map {pair.strip()!r}: expected SRC=DST (SRC=- leaves SRC out)")
+            src, dst = split_key_value(pair, "--label-map", "SRC=DST (SRC=- leaves SRC out)")
             if src in out and out[src] != dst:
                 raise EmoError(f"--label-map: {src!r} is mapped twice ({out[src]} and {dst}); a clip has one class")
             out[src] = dst

@@ -21,6 +21,7 @@ from emo.errors import EmoError
 from emo.fusion.fit import FitOptions, default_modalities, fit
 from emo.fusion.metrics import HEADLINE
 from emo.fusion.run_dir import check_run_dir, check_writable
+from emo.key_value import split_key_value
 
 _FIT_KEYS = {f.name for f in fields(FitOptions)} - {"head", "head_params", "name", "seed"}
 
@@ -44,10 +45,8 @@ def parse_assignments(items: Sequence[str], what: str = "--set") -> dict[str, An
     """["d_model=256", "dropout=0.2"] -> {"d_model": 256, "dropout": 0.2}."""
     out = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise EmoError(f"{what} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = parse_value(value)
+        key, value = split_key_value(item, what)
+        out[key] = parse_value(value)
     return out
 
 
@@ -55,10 +54,8 @@ def parse_grid(items: Sequence[str]) -> dict[str, list]:
     """["lr=1e-4,3e-4", "d_model=128,256"] -> {"lr": [1e-4, 3e-4], "d_model": [128, 256]}."""
     grid = {}
     for item in items:
-        key, sep, values = item.partition("=")
-        if not sep or not key.strip() or not values.strip():
-            raise EmoError(f"--grid {item!r}: expected KEY=V1,V2,...")
-        grid[key.strip()] = [parse_value(v) for v in values.split(",")]
+        key, values = split_key_value(item, "--grid", "KEY=V1,V2,...")
+        grid[key] = [parse_value(v) for v in values.split(",")]
     return grid
 
 
@@ -171,7 +168,8 @@ def _fit_arguments(item: dict, head_params: dict | None, common: dict, heads: di
 def load_for_heads(cache, heads: Sequence[str], modalities: Sequence[str] | None, common: dict):
     """(CachedData with the union of the heads' modalities, {head: its modalities}): one read of the cache."""
     from emo.cache import CacheReader
-    from emo.fusion.data import load_data, modality_kind, parse_layers
+    from emo.fusion.data import load_data, modality_kind
+    from emo.layer_spec import layers_by_modality
     from emo.fusion.train import resolve_device
 
     reader = CacheReader(cache)
@@ -179,7 +177,7 @@ def load_for_heads(cache, heads: Sequence[str], modalities: Sequence[str] | None
     per_head = {h: list(modalities) if modalities else default_modalities(h, kinds, cache) for h in heads}
     union = [m for m in reader.modalities if any(m in v for v in per_head.values())]
     data = load_data(
-        cache, union, layers=parse_layers(common.get("layers"), [m for m in union if kinds[m] == "features"]),
+        cache, union, layers=layers_by_modality(common.get("layers"), [m for m in union if kinds[m] == "features"]),
         label_column=common.get("label_column"),
         classes=common.get("classes"), device=resolve_device(common.get("device", "auto")), reader=reader,
     )
