@@ -167,6 +167,25 @@ def test_clip_failures_are_recorded_with_reasons_and_the_run_carries_on(tmp_path
     assert any("c003" in r and "corrupt header" in r for r in summary.reasons)
 
 
+def test_a_broken_backbone_stops_the_run_instead_of_failing_each_clip(tmp_path):
+    """BackboneError (from prepare here) means the model is broken: the run stops, and neither the
+    clip it came from nor the ones after it are recorded as failed (a fixed rerun extracts them)."""
+    from emo.errors import BackboneError
+
+    class Broken(FakeExtractor):
+        def prepare(self, clip):
+            if clip.id == "c007":
+                raise BackboneError("fake-audio: the weights stopped loading")
+            return super().prepare(clip)
+
+    with pytest.raises(BackboneError, match="weights stopped loading"):
+        run(fake_clips(30), tmp_path / "c.h5", {"audio": Broken()})
+    codes, _ = CacheReader(tmp_path / "c.h5").status("audio")
+    assert not (codes == STATUS_FAILED).any()
+    summary = run(fake_clips(30), tmp_path / "c.h5", {"audio": FakeExtractor()})["audio"]
+    assert summary.extracted + summary.kept == 30 and summary.failed == 0
+
+
 def test_retry_failed_extracts_only_the_failed_clips_again(tmp_path):
     clips, path = fake_clips(20), tmp_path / "c.h5"
     run(clips, path, {"audio": FakeExtractor(fail={"c003", "c007"}, missing={"c005"})})

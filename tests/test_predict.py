@@ -262,6 +262,21 @@ def test_keep_going_scores_the_others(demo, run_av_nodrop, tmp_path):
     assert predictions[1].error is None and predictions[1].top is not None
 
 
+def test_a_broken_backbone_stops_predict_even_with_keep_going(demo, run_av_nodrop, monkeypatch):
+    """As in `emo extract`: a BackboneError is the model's failure, not the clip's; it is raised, never
+    turned into a per-clip error (which keep_going would hide behind a table of failed clips)."""
+    from emo.errors import BackboneError
+
+    predictor = Predictor(run_av_nodrop, device="cpu")
+
+    def broken(clip):
+        raise BackboneError("egemaps: the built-in extractor stopped working")
+
+    monkeypatch.setattr(predictor.extractors["audio"], "prepare", broken)
+    with pytest.raises(BackboneError, match="stopped working"):
+        predictor.predict([demo.media["spk5_happy_00"][1]], keep_going=True)
+
+
 # -- baselines and speaker normalisation -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def run_logreg(demo) -> Path:

@@ -1,11 +1,12 @@
 """`emo extract` as a library: dataset -> extractors -> resumable HDF5 cache.
 
 For each modality the runner compares the extractor's fingerprint with the cache's
-(`CacheWriter.prepare`: kept / new / rebuilt), takes the clips still pending, prepares
-them on CPU threads ahead of the encoder, cuts batches by cost and writes each batch
-atomically. A killed run therefore resumes after its last written batch, and a clip that
-fails is recorded (status + reason) while the run carries on. Only a backbone that cannot
-load (BackboneError) or a bad dataset/cache stops the run.
+(`CacheWriter.prepare`: kept / new / rebuilt), takes the clips still pending, runs them
+through the encode loop (`emo.extract.encode.encode_clips`: prepared on CPU threads ahead of
+the encoder, batches cut by cost, cast as stored) and writes each batch atomically. A killed
+run therefore resumes after its last written batch, and a clip that fails is recorded
+(status + reason) while the run carries on. Only a broken backbone (BackboneError, at load
+or while encoding) or a bad dataset/cache stops the run.
 
 Under torchrun (WORLD_SIZE > 1) `run_extraction` hands over to emo.extract.distributed:
 one shard per process, merged into the cache by rank 0.
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping, Sequence
 
 from emo.clip import Clip
 from emo.errors import BackboneError, CacheError, ClipError, EmoError
-from emo.extract.batching import Prepared, batches_by_cost, batching_order, prepare_ahead, with_probed_durations
-from emo.extract.options import DEFAULT_BUDGETS, EXTRACT_MODALITIES, ExtractOptions, default_workers, extract_options_for
+from emo.extract.batching import batching_order, with_probed_durations
+from emo.extract.encode import batch_budget, encode_clips, failure_reason
+from emo.extract.options import EXTRACT_MODALITIES, ExtractOptions, default_workers, extract_options_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -327,8 +329,7 @@ def extract_into_cache(
                 todo = batching_order([by_id[c] for c in writer.pending(modality) if c in by_id and c not in settled])
                 todo = _record_known_problems(writer, modality, todo)
                 task = bars.add_task(modality, total=len(todo))
-                # The user's budget (--batch-seconds) first, then the extractor's own, then ours.
-                budget = float((budgets or {}).get(modality) or getattr(extractor, "batch_budget", None) or DEFAULT_BUDGETS[modality])
+                budget = batch_budget(extractor, modality, (budgets or {}).get(modality))
                 extracted = _extract_modality(
                     writer, modality, extractor, todo, workers, budget, lambda n, t=task: bars.advance(t, n)
                 )
@@ -366,35 +367,18 @@ def _extract_modality(
     budget: float,
     advance,
 ) -> int:
-    """Prepare (threads) -> batch -> encode -> write; returns how many sequences were written."""
+    """The encode loop (`encode_clips`) into the cache, batch by batch; returns how many sequences were written."""
     written = 0
-
-    def prepared_ok(stream):
-        # Clips whose preparation failed are recorded here and never reach a batch.
-        for item in stream:
-            if item.error is not None:
-                _record_failure(writer, modality, item.clip, item.error)
-                advance(1)
-            else:
-                yield item
-
-    # Enough look-ahead to keep every worker busy while a batch is encoded, small enough to bound memory.
-    prefetch = max(4 * workers, 16)
-    stream = prepare_ahead(extractor.prepare, todo, workers, prefetch)
-    for batch in batches_by_cost(prepared_ok(stream), extractor.cost, budget):
+    for outcomes in encode_clips(extractor, todo, workers=workers, budget=budget):
         sequences: dict[str, np.ndarray] = {}
-        for item, outcome in _encode_batch(extractor, batch):
-            if isinstance(outcome, BaseException):
-                _record_failure(writer, modality, item.clip, outcome)
-                continue
-            array, problem = _as_stored(outcome, tuple(extractor.row_shape), extractor.dtype)
-            if problem:
-                writer.fail(modality, item.clip.id, problem)
+        for outcome in outcomes:
+            if outcome.error is not None:
+                _record_failure(writer, modality, outcome.clip, outcome.error)
             else:
-                sequences[item.clip.id] = array
+                sequences[outcome.clip.id] = outcome.array
         writer.write(modality, sequences)  # atomic: the whole batch is visible or none of it
         written += len(sequences)
-        advance(len(batch))
+        advance(len(outcomes))
     return written
 
 
@@ -406,50 +390,10 @@ def _record_known_problems(writer: "CacheWriter", modality: str, todo: Sequence[
     return [clip for clip in todo if modality not in clip.problems]
 
 
-def _encode_batch(extractor: "Extractor", batch: list[Prepared]) -> list[tuple[Prepared, Any]]:
-    """(item, array | exception) per clip. A batch that raises is retried clip by clip, so one
-    bad clip (or one too long for memory) costs only itself, never its batch-mates."""
-    try:
-        outputs = extractor.encode([item.value for item in batch])
-        if len(outputs) != len(batch):
-            raise RuntimeError(f"encode returned {len(outputs)} arrays for {len(batch)} clips")
-        return list(zip(batch, outputs))
-    except BackboneError:
-        raise
-    except Exception as exc:
-        if len(batch) == 1:
-            return [(batch[0], exc)]
-    results: list[tuple[Prepared, Any]] = []
-    for item in batch:
-        results.extend(_encode_batch(extractor, [item]))
-    return results
-
-
-def _as_stored(array: Any, row_shape: tuple[int, ...], dtype: str) -> tuple[Any, str | None]:
-    """The array as it will be stored, or a reason why it cannot be (wrong shape, empty, non-finite)."""
-    import numpy as np
-
-    array = np.asarray(array)
-    if array.ndim != len(row_shape) + 1 or tuple(array.shape[1:]) != row_shape:
-        return array, f"extractor returned shape {array.shape}, expected (T, {', '.join(map(str, row_shape))})"
-    if array.shape[0] == 0:
-        return array, "extractor returned an empty sequence (0 frames)"
-    with np.errstate(over="ignore"):  # overflow is reported below as a clip failure, not a warning
-        stored = array.astype(dtype, copy=False)
-    # Checked after the cast: a float32 value beyond float16's range becomes inf only here.
-    if stored.dtype.kind == "f" and not np.isfinite(stored).all():
-        return stored, f"non-finite values in the {dtype} sequence (NaN, or beyond the {dtype} range)"
-    return stored, None
-
-
 def _record_failure(writer: "CacheWriter", modality: str, clip: Clip, error: BaseException) -> None:
-    if isinstance(error, BackboneError):
-        raise error
-    if isinstance(error, ClipError):
-        writer.fail(modality, clip.id, error.reason, status=error.status)
-    else:  # an unexpected error in one clip (decoder bug, odd file): recorded with its type, the run goes on
-        text = str(error).splitlines()[0] if str(error) else ""
-        writer.fail(modality, clip.id, f"{type(error).__name__}: {text}".rstrip(": "))
+    # An unexpected error in one clip (decoder bug, odd file) is recorded as failed with its type; the run goes on.
+    status = error.status if isinstance(error, ClipError) else "failed"
+    writer.fail(modality, clip.id, failure_reason(error), status=status)
 
 
 def summarise_modality(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from emo.errors import ClipError, EmoError
+from emo.errors import EmoError
 from emo.predictor.inputs import ClipArg, ClipFiles, attach_texts, group_files
 
 if TYPE_CHECKING:
@@ -178,11 +178,13 @@ class Predictor:
         check_speaker(self.run, self.normalization, speaker, n_clips, which)
 
     def _extract(self, modality: str, clips: list[ClipFiles]) -> _Extracted:
-        """prepare (threads) -> batches by cost -> encode -> cast as cached -> the run's layers."""
+        """The encode loop (`encode_clips`, as `emo extract` runs it) -> the run's layers.
+
+        A clip's own problem is recorded (missing / failed) for `_assess`; a BackboneError
+        (the run's model itself is broken) stops the call, as it stops `emo extract`.
+        """
         from emo.errors import ClipMissing
-        from emo.extract.batching import batches_by_cost, prepare_ahead
-        from emo.extract.options import DEFAULT_BUDGETS
-        from emo.extract.runner import _as_stored, _encode_batch
+        from emo.extract.encode import batch_budget, encode_clips, failure_reason
 
         extractor = self.extractors[modality]
         result = _Extracted([None] * len(clips))
@@ -194,37 +196,18 @@ class Predictor:
                 result.missing[i] = "no transcript given (--text)"
             else:
                 todo.append(record)
-
-        def reason(error: BaseException) -> str:
-            if isinstance(error, ClipError):
-                return error.reason
-            first = str(error).splitlines()[0] if str(error) else ""
-            return f"{type(error).__name__}: {first}".rstrip(": ")
-
-        def prepared_ok(stream):
-            for item in stream:
-                if item.error is None:
-                    yield item
-                elif isinstance(item.error, ClipMissing):
-                    result.missing[position[item.clip.id]] = reason(item.error)
-                else:
-                    result.failed[position[item.clip.id]] = reason(item.error)
-
-        budget = float(getattr(extractor, "batch_budget", None) or DEFAULT_BUDGETS[modality])
-        stream = prepare_ahead(extractor.prepare, todo, self.workers, max(4 * self.workers, 16))
         keep = self._layer_index[modality]
-        for batch in batches_by_cost(prepared_ok(stream), extractor.cost, budget):
-            for item, outcome in _encode_batch(extractor, batch):
-                i = position[item.clip.id]
-                if isinstance(outcome, BaseException):
-                    result.failed[i] = reason(outcome)
-                    continue
-                # The cache's own cast and checks: the head sees what `emo fit` fed it (float16 / uint8).
-                array, problem = _as_stored(outcome, tuple(extractor.row_shape), extractor.dtype)
-                if problem:
-                    result.failed[i] = problem
-                    continue
-                result.sequences[i] = np.ascontiguousarray(array if keep is None else array[:, keep])
+        budget = batch_budget(extractor, modality)
+        for outcomes in encode_clips(extractor, todo, workers=self.workers, budget=budget):
+            for outcome in outcomes:
+                i = position[outcome.clip.id]
+                if isinstance(outcome.error, ClipMissing):
+                    result.missing[i] = failure_reason(outcome.error)
+                elif outcome.error is not None:
+                    result.failed[i] = failure_reason(outcome.error)
+                else:  # the cache's own dtype: the head sees what `emo fit` fed it (float16 / uint8)
+                    array = outcome.array
+                    result.sequences[i] = np.ascontiguousarray(array if keep is None else array[:, keep])
         return result
 
     def _assess(self, i: int, clip: ClipFiles, extracted: dict[str, _Extracted]) -> Prediction:
