@@ -205,7 +205,7 @@ def test_recorded_extract_options_are_honoured(demo, run_avt, tmp_path):
     run = Path(shutil.copytree(run_avt, tmp_path / "run"))
     config = json.loads((run / "config.json").read_text())
     absent = tmp_path / "moved-text-model"
-    config["cache"]["extract_options"] = {"text": {"text_backbone": str(absent), "text_layers": None}}
+    config["cache"]["extract_options"]["text"] = {"text_backbone": str(absent), "text_layers": None}
     (run / "config.json").write_text(json.dumps(config))
     # Recorded options that name another backbone than the run's fingerprint are refused before loading.
     with pytest.raises(EmoError, match=rf"text backbone .*{re.escape(absent.name)}.*recorded options name another backbone"):
@@ -222,7 +222,7 @@ def test_text_backbone_with_new_weights_is_refused(demo, run_avt, tmp_path):
     config = json.loads((run / "config.json").read_text())
     # As if the run had been trained with the copy (the same files, so the same revision) ...
     config["cache"]["fingerprints"]["text"]["backbone"] = str(model)
-    config["cache"]["extract_options"] = {"text": {"text_backbone": str(model), "text_layers": None}}
+    config["cache"]["extract_options"]["text"] = {"text_backbone": str(model), "text_layers": None}
     (run / "config.json").write_text(json.dumps(config))
     mp4, wav, text = demo.media["spk1_angry_00"]
     assert Predictor(run, device="cpu").predict([mp4, wav], text)[0].top is not None

@@ -36,7 +36,7 @@ def crafted(trained, tmp_path, monkeypatch):
     def craft(backbone, revision="sha256:00", recorded=None):
         config = json.loads((run / "config.json").read_text())
         config["cache"]["fingerprints"]["audio"].update(backbone=backbone, revision=revision)
-        config["cache"]["extract_options"] = {"audio": recorded} if recorded else {}
+        config["cache"]["extract_options"] = {"audio": recorded or {"audio_backbone": backbone}}
         (run / "config.json").write_text(json.dumps(config))
         return run
 
@@ -123,6 +123,7 @@ def test_downloads_happen_only_when_asked(trained, tmp_path, monkeypatch, hub_ca
     shutil.copytree(trained, run)
     config = json.loads((run / "config.json").read_text())
     config["cache"]["fingerprints"]["audio"].update(backbone="some-org/some-model", revision="abc123")
+    config["cache"]["extract_options"] = {"audio": {"audio_backbone": "some-org/some-model"}}
     (run / "config.json").write_text(json.dumps(config))
     # The check passes (as if cached at the trained snapshot); what the extractor build may do is the question.
     monkeypatch.setattr(emo.extract.hub, "cached_snapshot", lambda name: str(tmp_path / "abc123"))

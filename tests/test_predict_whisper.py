@@ -72,13 +72,41 @@ def test_clips_get_their_training_probabilities_through_the_whisper_encoder(whis
     assert config["cache"]["fingerprints"]["audio"]["input"] == "pad30"
     rows = _rows(run)
     classes = [c[2:] for c in rows[0] if c.startswith("p_")]
-    # Rebuilt from the recorded options, and from the fingerprint alone (options lost): both pad30.
-    bare = _edited(run, tmp_path, lambda c: c["cache"].update(extract_options={}, path=str(tmp_path / "gone.h5")))
-    for source in (run, bare):
-        predictions = predict(source, [wavs[row["id"]] for row in rows], device="cpu")
-        for row, p in zip(rows, predictions):
-            expected = [float(row[f"p_{c}"]) for c in classes]
-            np.testing.assert_allclose([p.probabilities[c] for c in classes], expected, atol=1e-4, err_msg=row["id"])
+    predictions = predict(run, [wavs[row["id"]] for row in rows], device="cpu")
+    for row, p in zip(rows, predictions):
+        expected = [float(row[f"p_{c}"]) for c in classes]
+        np.testing.assert_allclose([p.probabilities[c] for c in classes], expected, atol=1e-4, err_msg=row["id"])
+
+
+def test_the_run_alone_rebuilds_its_extractors_with_the_training_cache_deleted(whisper_run, tmp_path):
+    import h5py
+
+    from emo.cache import CacheReader
+    from emo.fusion import fit
+
+    trained, _, wavs = whisper_run
+    cache = Path(shutil.copy(trained.parent / "whisper.h5", tmp_path / "whisper.h5"))
+    run = tmp_path / "run"
+    fit(cache, head="audio", modalities=["audio"], out=run, epochs=1, batch_size=8, quiet=True, device="cpu", seed=0)
+    recorded = json.loads((run / "config.json").read_text())["cache"]["extract_options"]
+    assert recorded == {"audio": CacheReader(cache).info("audio").options} and recorded["audio"]["whisper_input"] == "pad30"
+    files = list(wavs.values())[:4]
+    before = [p.probabilities for p in predict(run, files, device="cpu")]
+    # The cache re-extracted in place with another input mode says nothing about how the run was trained ...
+    with h5py.File(cache, "r+") as handle:
+        handle["audio"].attrs["extract_options"] = json.dumps({**recorded["audio"], "whisper_input": "cut"})
+    assert [p.probabilities for p in predict(run, files, device="cpu")] == before
+    # ... and with the cache gone the run still scores, the same.
+    cache.unlink()
+    assert [p.probabilities for p in predict(run, files, device="cpu")] == before
+
+
+def test_a_run_without_recorded_extract_options_is_refused_saying_refit(whisper_run, tmp_path):
+    run, _, wavs = whisper_run
+    older = _edited(run, tmp_path, lambda c: c["cache"].pop("extract_options"))
+    with pytest.raises(EmoError, match=r"config.json records no extract options for audio .*refit it") as info:
+        Predictor(older, device="cpu")
+    assert "\n" not in str(info.value)
 
 
 def test_another_input_mode_or_new_weights_are_refused(whisper_run, tmp_path):

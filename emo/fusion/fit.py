@@ -77,6 +77,11 @@ def _check_head_fits(head: str, modalities: Sequence[str], reader, cache) -> Non
     HEADS[head].requires.check(head, specs)
 
 
+def recorded_extract_options(reader, keys: Sequence[str]) -> dict[str, dict]:
+    """{modality: the extract options the cache recorded for it} ({} where the cache recorded none)."""
+    return {k: dict(reader.info(k).options) for k in keys}
+
+
 def check_reduction(model, data: CachedData, rows: np.ndarray, cache) -> None:
     """Refuse a temporal reduction whose window is longer than the shortest clip it would see.
 
@@ -144,6 +149,9 @@ def fit(
                 classes=opts.classes, device=device, reader=reader,
             )
         else:
+            from emo.cache import CacheReader
+
+            reader = CacheReader(data.path)  # the records only (fingerprints, options); the arrays are in `data`
             kinds = {m: d.kind for m, d in data.modalities.items()}
             keys = opts.modalities or default_modalities(head, kinds, cache)
             absent = [k for k in keys if k not in data.modalities]
@@ -289,6 +297,8 @@ def fit(
                 "fingerprints": {k: data.modalities[k].fingerprint for k in keys},
                 "row_shapes": {k: list(data.modalities[k].row_shape) for k in keys},
                 "layers": {k: data.modalities[k].layers for k in keys},
+                # How each extractor was asked for: emo predict rebuilds it from this record alone.
+                "extract_options": recorded_extract_options(reader, keys),
             },
             "head": heads[0].config,
             "modalities": list(keys),

@@ -5,11 +5,9 @@ A head only knows the features it was trained on. So for every modality the run 
 with the one the run recorded: any difference (other weights, layers, frame sampling, crop
 size, feature library version) is refused with the field that changed.
 
-The extractor is rebuilt from the fingerprint itself (it names the backbone, the layers and
-the face sampling), overlaid with the options the extraction recorded: those copied into the
-run's config.json (`cache.extract_options`), else those in the run's cache file
-(`CacheReader.info(m).options`) when it is still there. Whatever the source, the fingerprint
-check decides.
+The extractor is rebuilt from the options the extraction recorded, which `emo fit` copies
+from the cache into the run's config.json (`cache.extract_options`): a run needs nothing but
+its own directory, and its training cache may be deleted. The fingerprint check decides.
 """
 
 from __future__ import annotations
@@ -42,61 +40,37 @@ BACKBONE_FIELD = {"audio": "audio_backbone", "text": "text_backbone", "visual": 
 HUB_ID = re.compile(r"(?!.*(\.\.|--))[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
 
 
-def options_from_fingerprint(modality: str, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
-    """ExtractOptions fields that rebuild the extractor a fingerprint describes."""
+def recorded_options(config: Mapping[str, Any], modalities: list[str], run: str | Path) -> dict[str, dict]:
+    """{modality: the extract options the run recorded (`emo fit` copies them from its cache)}.
 
-    def layers(value: Any) -> str | None:
-        return ",".join(str(v) for v in value) if isinstance(value, list) and value else None
-
-    if modality == "audio":
-        return {
-            "audio_backbone": fingerprint.get("backbone"),
-            "audio_layers": layers(fingerprint.get("layers")),
-            "whisper_input": fingerprint.get("input"),  # Whisper encoders only: cut or pad30
-        }
-    if modality == "text":
-        return {"text_backbone": fingerprint.get("backbone"), "text_layers": layers(fingerprint.get("layers"))}
-    faces = fingerprint.get("faces", fingerprint) if modality == "visual" else fingerprint
-    options = {"fps": faces.get("fps"), "frames": faces.get("frames"), "face_size": faces.get("face_size")}
-    if modality == "visual":
-        options["visual_backbone"] = fingerprint.get("backbone")
-    return options
+    The run's record alone: the training cache may be gone, moved or rebuilt with other settings
+    since, and a fingerprint does not say how its extractor was asked for. A run without the
+    record (fitted by an older emo, or on a cache extracted before emo recorded options) is refused.
+    """
+    recorded = config["cache"].get("extract_options") or {}
+    lacking = [m for m in modalities if not recorded.get(m)]
+    if lacking:
+        raise EmoError(
+            f"{run}: config.json records no extract options for {', '.join(lacking)} (fitted by an older emo, or on a "
+            "cache extracted before emo recorded them), so its extractors cannot be rebuilt: refit it "
+            "(on a cache re-extracted with this emo if that is why)"
+        )
+    return {m: dict(recorded[m]) for m in modalities}
 
 
-def recorded_options(config: Mapping[str, Any], modalities: list[str]) -> dict[str, dict]:
-    """{modality: options dict} recorded with the run, else with its cache file; {} where neither has them."""
-    found = {m: dict(v) for m, v in (config["cache"].get("extract_options") or {}).items() if v}
-    wanted = [m for m in modalities if m not in found]
-    cache = Path(config["cache"].get("path", ""))
-    if wanted and cache.is_file():
-        from emo.cache import CacheReader
+def extract_options(modality: str, recorded: Mapping[str, Any], device: str):
+    """The ExtractOptions that rebuild `modality`'s extractor from the run's recorded options.
 
-        try:
-            reader = CacheReader(cache)
-            for m in wanted:
-                if m in reader.modalities and reader.info(m).options:
-                    found[m] = dict(reader.info(m).options)
-        except EmoError:  # a moved, rewritten or locked cache: the fingerprint still says what to build
-            pass
-    return found
-
-
-def extract_options(modality: str, fingerprint: Mapping[str, Any], recorded: Mapping[str, Any] | None, device: str):
-    """The ExtractOptions that rebuild `modality`'s extractor."""
+    Recorded values are `extract_options_for`'s (None = the extractor's default); only the fields
+    that define an extractor are taken from the run, never how this machine runs it.
+    """
     from emo.extract.options import ExtractOptions
 
     fields = {f.name for f in dataclasses.fields(ExtractOptions)}
-    values = {k: v for k, v in options_from_fingerprint(modality, fingerprint).items() if v is not None}
-    # Recorded options (`extract_options_for`: ExtractOptions fields, None = the extractor's default)
-    # name the extractor as the user asked for it; they win where they say something. Where they
-    # say None the fingerprint's value stays: the trained setting, even if a default changed since.
-    given = {k: v for k, v in (recorded or {}).items() if k in EXTRACTOR_FIELDS and k in fields and v is not None}
-    if "fps" in given or "frames" in given:  # one of the two decides the sampling; never both
-        values.pop("fps", None), values.pop("frames", None)
-    values.update(given)
+    values = {k: v for k, v in recorded.items() if k in EXTRACTOR_FIELDS and k in fields and v is not None}
     values["device"] = device
     try:
-        return ExtractOptions(**{k: v for k, v in values.items() if k in fields})
+        return ExtractOptions(**values)
     except (TypeError, ValueError) as err:
         raise EmoError(f"{modality}: cannot rebuild the extractor options the run was trained with ({err})") from None
 
@@ -183,10 +157,10 @@ def plan_extractors(config: Mapping[str, Any], device: str, run: str | Path, all
     """{modality: ExtractOptions} that rebuild the run's extractors, every backbone checked; nothing is loaded."""
     modalities = list(config["modalities"])
     trained = config["cache"]["fingerprints"]
-    recorded = recorded_options(config, modalities)
+    recorded = recorded_options(config, modalities, run)
     planned = {}
     for modality in modalities:
-        planned[modality] = extract_options(modality, trained[modality], recorded.get(modality), device)
+        planned[modality] = extract_options(modality, recorded[modality], device)
         check_backbone(modality, planned[modality], trained[modality], allow_download, run)
     return planned
 
@@ -227,7 +201,7 @@ def build_checked_extractors(
 
 def stored_layer_ids(fingerprint: Mapping[str, Any], row_shape: tuple) -> list:
     """The layer ids along axis 1 of a feature row, as `CacheReader.layer_ids` reads them."""
-    listed = fingerprint.get("layer_ids", fingerprint.get("layers"))
+    listed = fingerprint.get("layers")
     if isinstance(listed, list) and len(listed) == row_shape[0]:
         return listed
     return list(range(row_shape[0]))
