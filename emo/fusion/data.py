@@ -40,6 +40,41 @@ class ModalityData:
     fingerprint: dict
     layers: list | None  # cached layer ids kept (None: every cached layer)
 
+    @classmethod
+    def from_arrays(
+        cls,
+        name: str,
+        kind: str,
+        row_shape: tuple,
+        sequences: Sequence[np.ndarray | None],
+        dtype: str,
+        fingerprint: dict,
+        layers: list | None = None,
+    ) -> "ModalityData":
+        """The in-memory layout of per-clip arrays (None: that clip has no sequence here), on the host.
+
+        What `load_data` builds from a cache, built from sequences that never were in one
+        (`emo predict`'s freshly encoded clips). `dtype` is the flat array's when no clip has one.
+        """
+        import torch
+
+        lengths = np.array([0 if s is None else len(s) for s in sequences], dtype=np.int64)
+        starts = np.zeros(len(lengths), dtype=np.int64)
+        starts[1:] = np.cumsum(lengths)[:-1]
+        starts[lengths == 0] = 0  # as load_data: a clip without frames gathers (masked) row 0, never past the end
+        present = [s for s in sequences if s is not None]
+        flat = np.concatenate(present) if present else np.zeros((0, *row_shape), dtype=dtype)
+        return cls(
+            name=name,
+            kind=kind,
+            row_shape=tuple(row_shape),
+            data=torch.from_numpy(np.ascontiguousarray(flat)),
+            starts=torch.from_numpy(starts),
+            lengths=lengths,
+            fingerprint=fingerprint,
+            layers=layers,
+        )
+
     @property
     def present(self) -> np.ndarray:
         return self.lengths > 0
@@ -89,7 +124,7 @@ class CachedData:
     path: Path
     dataset: str
     ids: list[str]
-    labels: np.ndarray  # (N,) int64 index into class_names
+    labels: np.ndarray | None  # (N,) int64 index into class_names; None: clips to score, no labels (`unlabelled`)
     class_names: list[str]
     label_column: str | None
     speakers: np.ndarray  # (N,) object
@@ -98,6 +133,26 @@ class CachedData:
     extras: dict[str, list[str]]
     modalities: dict[str, ModalityData] = field(default_factory=dict)
     max_frames: int | None = DEFAULT_MAX_FRAMES  # frames per clip and input a batch holds (None: all)
+
+    @classmethod
+    def unlabelled(
+        cls,
+        source: Path,
+        modalities: Mapping[str, ModalityData],
+        class_names: Sequence[str],
+        speakers: Sequence[str] | None = None,
+        max_frames: int | None = DEFAULT_MAX_FRAMES,
+    ) -> "CachedData":
+        """Clips to score, without labels or a cache behind them (`emo predict`): the modalities (each
+        of the same N clips, e.g. `ModalityData.from_arrays`), the classes a head answers in, and each
+        clip's speaker when the head needs per-speaker statistics. Clips are named by position."""
+        n = len(next(iter(modalities.values())).lengths) if modalities else 0
+        return cls(
+            path=Path(source), dataset="", ids=[str(i) for i in range(n)], labels=None, class_names=list(class_names),
+            label_column=None, speakers=np.array(list(speakers) if speakers is not None else [""] * n, dtype=object),
+            durations=np.full(n, np.nan, dtype=np.float32), texts=[""] * n, extras={}, modalities=dict(modalities),
+            max_frames=max_frames,
+        )
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -155,12 +155,13 @@ def length_batches(rows: np.ndarray, lengths: np.ndarray, batch_size: int, rng: 
 
 
 def predict(
-    head, data: CachedData, rows: np.ndarray, keys: Sequence[str], device, labels: np.ndarray, batch_size: int = 128
+    head, data: CachedData, rows: np.ndarray, keys: Sequence[str], device, labels: np.ndarray | None = None,
+    batch_size: int = 128,
 ):
     """(probabilities (N, K) float64, mean cross-entropy) of `head` on `rows`; labels are per data row.
 
-    Clips are scored in order of length (less padding; a clip's output does not depend on its
-    batch) and returned in the order of `rows`.
+    Without labels (clips to score, `emo predict`) the loss is None. Clips are scored in order of
+    length (less padding; a clip's output does not depend on its batch) and returned in the order of `rows`.
     """
     import torch
 
@@ -171,19 +172,20 @@ def predict(
     frames = longest_input(data, keys)[rows]
     by_length = np.argsort(frames, kind="stable")
     sorted_rows = rows[by_length]
-    labels = torch.from_numpy(labels[sorted_rows]).to(device)
+    targets = None if labels is None else torch.from_numpy(labels[sorted_rows]).to(device)
     with torch.no_grad(), autocast(device, choose_precision(device).dtype):
         for part_slice in frame_budget_batches(frames[by_length], batch_size):
             chunk = sorted_rows[part_slice]
             logits = head(data.batch(chunk, keys, device)).float()
-            part = torch.nn.functional.cross_entropy(logits, labels[part_slice], reduction="sum")
-            loss_sum = part if loss_sum is None else loss_sum + part
+            if targets is not None:
+                part = torch.nn.functional.cross_entropy(logits, targets[part_slice], reduction="sum")
+                loss_sum = part if loss_sum is None else loss_sum + part
             probs.append(torch.softmax(logits, dim=-1))
     if not probs:
         return np.zeros((0, head.n_classes)), None
     out = np.empty((len(rows), head.n_classes))
     out[by_length] = torch.cat(probs).double().cpu().numpy()
-    return out, float(loss_sum) / len(rows)
+    return out, None if loss_sum is None else float(loss_sum) / len(rows)
 
 
 def feature_stats(data: CachedData, keys: Sequence[str], rows: np.ndarray, chunk: int = 1 << 16) -> dict:

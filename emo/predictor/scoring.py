@@ -234,52 +234,34 @@ class Predictor:
         """(len(rows), n_classes) probabilities, the mean over the fold models."""
         from emo.fusion.train import predict as predict_probs
 
-        data = self._as_cached_data(rows, extracted, speaker)
+        data = self._scoring_data(rows, extracted, speaker)
         if self.normalization is not None:
             from emo.fusion.normalize import speaker_normalized
 
             data, _ = speaker_normalized(data, self.modalities, f"--speaker {speaker}")
         positions = np.arange(len(rows))
-        dummy_labels = np.zeros(len(rows), dtype=np.int64)  # the inference step also reports a loss
         total = None
         for head in self.heads:
-            probs, _ = predict_probs(head, data, positions, self.modalities, self.device, dummy_labels, batch_size)
+            probs, _ = predict_probs(head, data, positions, self.modalities, self.device, batch_size=batch_size)
             total = probs if total is None else total + probs
         return total / len(self.heads)
 
-    def _as_cached_data(self, rows: list[int], extracted: dict[str, _Extracted], speaker: str | None = None) -> "CachedData":
-        """The scored clips laid out like `load_data` lays out a cache: flat rows, starts, lengths."""
-        import torch
-
+    def _scoring_data(self, rows: list[int], extracted: dict[str, _Extracted], speaker: str | None = None) -> "CachedData":
+        """The scored clips in the in-memory layout `load_data` gives a cache, unlabelled."""
         from emo.fusion.data import CachedData, ModalityData
         from emo.fusion.run_checks import recorded_max_frames
 
-        modalities = {}
         inputs = self.config["head"]["inputs"]
-        for m in self.modalities:
-            sequences = [extracted[m].sequences[i] for i in rows]
-            row_shape = tuple(inputs[m]["row_shape"])
-            lengths = np.array([0 if s is None else len(s) for s in sequences], dtype=np.int64)
-            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-            starts[lengths == 0] = 0  # as load_data: a clip without frames gathers (masked) row 0, never past the end
-            present = [s for s in sequences if s is not None]
-            dtype = self.extractors[m].dtype
-            flat = np.concatenate(present) if present else np.zeros((0, *row_shape), dtype=dtype)
-            modalities[m] = ModalityData(
-                name=m,
-                kind=inputs[m]["kind"],
-                row_shape=row_shape,
-                data=torch.from_numpy(np.ascontiguousarray(flat)),
-                starts=torch.from_numpy(starts),
-                lengths=lengths,
-                fingerprint=self.config["cache"]["fingerprints"][m],
-                layers=(self.config["cache"].get("layers") or {}).get(m),
+        modalities = {
+            m: ModalityData.from_arrays(
+                m, inputs[m]["kind"], tuple(inputs[m]["row_shape"]), [extracted[m].sequences[i] for i in rows],
+                self.extractors[m].dtype, self.config["cache"]["fingerprints"][m],
+                (self.config["cache"].get("layers") or {}).get(m),
             )
-        n = len(rows)
-        return CachedData(
-            path=self.run, dataset="predict", ids=[str(i) for i in rows], labels=np.zeros(n, dtype=np.int64),
-            class_names=list(self.classes), label_column=None, speakers=np.array([speaker or ""] * n, dtype=object),
-            durations=np.full(n, np.nan, dtype=np.float32), texts=[""] * n, extras={}, modalities=modalities,
+            for m in self.modalities
+        }
+        return CachedData.unlabelled(
+            self.run, modalities, self.classes, speakers=[speaker or ""] * len(rows),
             max_frames=recorded_max_frames(self.config),  # as the run was trained and tested: one long file stays bounded
         )
 
