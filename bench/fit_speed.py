@@ -103,7 +103,7 @@ def cuda_peak_mib(device) -> float | None:
 
 def run_emo(folder: Path, args) -> dict:
     from emo.fusion import fit, load_data
-    from emo.fusion.train import resolve_device
+    from emo.accel import resolve_device
 
     device = resolve_device(args.device)
     start = time.perf_counter()
@@ -179,11 +179,11 @@ def run_loader(folder: Path, args) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from emo.accel import autocast, choose_precision
+    from emo.accel import autocast, choose_precision, resolve_device
     from emo.cache import CacheReader
     from emo.fusion.heads import InputSpec, build_head
     from emo.fusion.splits import make_folds
-    from emo.fusion.train import resolve_device, warmup_cosine
+    from emo.fusion.train import warmup_cosine
 
     device = resolve_device(args.device)
     start = time.perf_counter()

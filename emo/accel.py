@@ -1,6 +1,11 @@
-"""At what precision torch computes: one rule for the encoders (`emo extract`, `emo predict`) and
-the fusion trainer (`emo fit`), so a GPU gets the same choice wherever it runs.
+"""Where and at what precision torch computes: one rule each for the encoders (`emo extract`,
+`emo predict`) and the fusion trainer (`emo fit`, `emo eval`), so a machine gets the same choice
+wherever it runs.
 
+Device (`resolve_device`): None, "" or "auto" is cuda when available, else cpu; anything else
+must be a torch device this machine has, or it is a one-line EmoError.
+
+Precision (`choose_precision`):
 - CPU (and anything not CUDA): float32, no autocast. CPU half precision is slow and lossy.
 - CUDA with native bfloat16 (compute capability 8.0+, Ampere and later; ROCm): bfloat16, which
   has float32's range, so training needs no loss scaling.
@@ -23,6 +28,27 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 class Precision:
     dtype: Any  # the torch autocast dtype; None: float32 throughout, no autocast
     grad_scaler: bool  # training must scale the loss (float16 gradients underflow)
+
+
+def resolve_device(device=None):
+    """The torch.device for a --device value (see the module doc); EmoError naming the fix."""
+    import torch
+
+    from emo.errors import EmoError
+
+    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device.strip() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError, ValueError):
+        raise EmoError(f"--device {device!r}: not a torch device (cpu, cuda, cuda:1, auto)") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EmoError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise EmoError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    return resolved
 
 
 def native_bf16(device) -> bool:

@@ -112,3 +112,51 @@ def test_a_training_step_in_fp16_goes_through_the_grad_scaler(tmp_path, monkeypa
     assert calls[1:] == ["scale", "unscale_", "step", "update"] * steps
     assert set(dtypes) == {torch.float16}
     assert any(not torch.equal(before[k], v) for k, v in head.state_dict().items())  # the steps were taken
+
+
+# ---- the device resolver: one contract for extract, fit, eval and predict ------------------
+
+
+@pytest.mark.parametrize("asked", [None, "", "auto", " AUTO "])
+@pytest.mark.parametrize("cuda", [False, True])
+def test_no_device_or_auto_is_cuda_when_available_else_cpu(asked, cuda, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert accel.resolve_device(asked) == torch.device("cuda" if cuda else "cpu")
+
+
+def test_a_named_device_is_kept(gpu, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    gpu((8, 0))
+    assert accel.resolve_device("cpu") == torch.device("cpu")
+    assert accel.resolve_device("cuda:1") == torch.device("cuda:1")
+    assert accel.resolve_device(torch.device("cuda")) == torch.device("cuda")
+
+
+@pytest.mark.parametrize("asked", ["gpu", "cuda:x", "cpu:0:1"])
+def test_a_bad_device_string_is_a_one_line_error(asked):
+    with pytest.raises(EmoError, match=rf"^--device {asked!r}: not a torch device \(cpu, cuda, cuda:1, auto\)$"):
+        accel.resolve_device(asked)
+
+
+def test_cuda_on_a_machine_without_it_is_an_error_naming_the_fix(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(EmoError, match=r"^--device cuda:0: CUDA is not available on this machine; use --device cpu$"):
+        accel.resolve_device("cuda:0")
+
+
+def test_a_gpu_index_the_machine_lacks_is_an_error(gpu, monkeypatch):
+    gpu((8, 0))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(EmoError, match=r"^--device cuda:2: this machine has 2 CUDA device\(s\), cuda:0..cuda:1$"):
+        accel.resolve_device("cuda:2")
+
+
+def test_an_audio_encoder_on_missing_cuda_fails_with_the_resolver_message(tmp_path, monkeypatch):
+    """The encoders resolve --device as the fit does (they used to fail inside model.to())."""
+    from emo.extract.audio_backbones import make_audio_extractor
+    from tiny_models import save_tiny_wav2vec2
+
+    folder = save_tiny_wav2vec2(tmp_path / "w2v")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(EmoError, match=r"^--device cuda: CUDA is not available on this machine; use --device cpu$"):
+        make_audio_extractor(str(folder), device="cuda")

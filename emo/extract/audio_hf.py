@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from emo.accel import autocast, choose_precision
+from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipError, ClipMissing
 from emo.extract.audio_decode import load_audio
@@ -124,7 +124,7 @@ class AudioExtractor:
                 f"{backbone}: {type(model).__name__} is not a raw-waveform speech encoder "
                 "(wav2vec2, HuBERT, WavLM, data2vec-audio and relatives are)"
             )
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         config = model.config
         self.num_layers = int(config.num_hidden_layers)

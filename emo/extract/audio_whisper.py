@@ -29,7 +29,7 @@ import numpy as np
 
 from emo.clip import Clip
 from emo.errors import BackboneError
-from emo.accel import autocast, choose_precision
+from emo.accel import autocast, choose_precision, resolve_device
 from emo.extract.audio_hf import balanced_windows, load_clip_audio
 from emo.layer_spec import encoder_layers
 
@@ -140,7 +140,7 @@ class WhisperExtractor:
                 f"{backbone}: the feature extractor makes {self.feature_extractor.feature_size} mel bins, "
                 f"the encoder takes {config.num_mel_bins}"
             )
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.encoder = encoder.to(self.device)
         self.input_mode = input_mode
         self.num_layers = int(config.encoder_layers)

@@ -115,10 +115,12 @@ def rank_device(requested: str | None, context: DistributedContext) -> str:
     outnumber GPUs); anything else (cpu, an explicit cuda:N) as asked."""
     import torch
 
-    device = requested or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and torch.cuda.is_available():
+    from emo.accel import resolve_device
+
+    device = str(resolve_device(requested))
+    if device == "cuda":
         device = f"cuda:{context.local_rank % torch.cuda.device_count()}"
-    if device.startswith("cuda:") and torch.cuda.is_available():
+    if device.startswith("cuda:"):
         torch.cuda.set_device(device)  # libraries that use "the current device" pick this rank's
     return device
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from emo.accel import autocast, choose_precision
+from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipMissing
 from emo.layer_spec import encoder_layers
@@ -26,7 +26,6 @@ from emo.extract.text_backbone import (
     SCHEMA_VERSION,
     first_line,
     load_pretrained_model,
-    resolve_device,
     to_float16,
 )
 

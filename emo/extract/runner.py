@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping, Sequence
 
+from emo.accel import resolve_device
 from emo.clip import Clip
 from emo.errors import BackboneError, CacheError, ClipError, EmoError
 from emo.extract.batching import batching_order, with_probed_durations
@@ -99,17 +100,6 @@ def shard_clips(clips: Sequence[Clip], shard: tuple[int, int] | None) -> list[Cl
     index, count = shard
     ordered = sorted(clips, key=lambda c: c.id)
     return [c for i, c in enumerate(ordered) if i % count == index]
-
-
-def resolve_device(device: str | None) -> str:
-    if device:
-        return device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
 
 
 def build_extractor(modality: str, options: ExtractOptions, device: str) -> "Extractor":
@@ -207,7 +197,7 @@ def run_extraction(
     scan, skipped = scan_dataset(dataset, root, dataset_options, _console(console) if progress or console is not None else None)
     clips = shard_clips(scan.clips, shard)
     wanted = choose_modalities(scan.clips, modalities, root, dataset)
-    extractors = build_extractors(wanted, options, resolve_device(options.device))
+    extractors = build_extractors(wanted, options, str(resolve_device(options.device)))
     table: list = []
     results = extract_into_cache(
         clips,

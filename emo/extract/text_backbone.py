@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from emo.accel import autocast, choose_precision
+from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipMissing
 from emo.layer_spec import encoder_layers
@@ -30,18 +30,6 @@ FLOAT16_MAX = 65504.0
 
 
 # ---- shared with the image encoder ----------------------------------------------------
-
-
-def resolve_device(device: str):
-    import torch
-
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise BackboneError(f"device {device!r}: not a torch device (use cpu, cuda or cuda:N)") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise BackboneError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
-    return resolved
 
 
 def to_float16(tensor) -> np.ndarray:

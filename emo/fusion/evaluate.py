@@ -23,7 +23,8 @@ from emo.fusion.metrics import aggregate_folds, score
 from emo.fusion.predictions import Predictions
 from emo.fusion.run_checks import recorded_max_frames
 from emo.fusion.run_dir import load_run
-from emo.fusion.train import deterministic, predict, resolve_device
+from emo.accel import resolve_device
+from emo.fusion.train import deterministic, predict
 
 
 @dataclass

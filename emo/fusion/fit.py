@@ -23,7 +23,8 @@ from emo.fusion.metrics import aggregate_folds, score
 from emo.fusion.predictions import Predictions
 from emo.fusion.sampling import dedup_text, per_class
 from emo.fusion.splits import make_folds, parse_split
-from emo.fusion.train import deterministic, predict, resolve_device, train_fold
+from emo.accel import resolve_device
+from emo.fusion.train import deterministic, predict, train_fold
 from emo.layer_spec import layers_by_modality
 
 

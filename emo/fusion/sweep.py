@@ -168,9 +168,9 @@ def _fit_arguments(item: dict, head_params: dict | None, common: dict, heads: di
 def load_for_heads(cache, heads: Sequence[str], modalities: Sequence[str] | None, common: dict):
     """(CachedData with the union of the heads' modalities, {head: its modalities}): one read of the cache."""
     from emo.cache import CacheReader
+    from emo.accel import resolve_device
     from emo.fusion.data import load_data, modality_kind
     from emo.layer_spec import layers_by_modality
-    from emo.fusion.train import resolve_device
 
     reader = CacheReader(cache)
     kinds = {m: modality_kind(reader, m) for m in reader.modalities}

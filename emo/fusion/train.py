@@ -47,24 +47,6 @@ class FoldTraining:
     seconds: float = 0.0
 
 
-def resolve_device(device: str | None):
-    import torch
-
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        from emo.errors import EmoError
-
-        raise EmoError(f"--device {device!r}: not a torch device (cpu, cuda, cuda:1, auto)") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        from emo.errors import EmoError
-
-        raise EmoError(f"--device {device}: CUDA is not available on this machine")
-    return resolved
-
-
 @contextmanager
 def deterministic(device):
     """torch deterministic algorithms for the duration of a fit (warn-only where none exists)."""

@@ -84,7 +84,7 @@ class Predictor:
         from emo.extract.options import default_workers
         from emo.fusion import load_run
         from emo.fusion.heads import HEADS
-        from emo.fusion.train import resolve_device
+        from emo.accel import resolve_device
         from emo.predictor.extractors import build_checked_extractors, plan_extractors
 
         started = time.perf_counter()
