@@ -235,3 +235,15 @@ def test_stored_tensors_are_bounded_in_size_before_loading(copy, monkeypatch):
     monkeypatch.setattr(registry, "MAX_HEAD_VALUES", size)  # the real limit needs a file of GBs to exceed
     with pytest.raises(EmoError, match=rf"{size / 1e6:.0f} M stored values exceeds the limit"):
         load_weights(run / "model.safetensors", config)
+
+
+def test_the_run_record_reads_back_as_written(made, tmp_path):
+    from emo.fusion.run_record import RunRecord
+
+    written = json.loads((made["kfold"] / "config.json").read_text())
+    record = RunRecord.read(made["kfold"])
+    assert record.weights == [f"model-fold{k}.safetensors" for k in range(3)]
+    assert record.split.spec == "kfold:3" and record.split.folds == 3 and record.modalities == ["audio"]
+    assert record.cache.fingerprints == written["cache"]["fingerprints"] and "row_shapes" not in written["cache"]
+    record.write(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()) == written

@@ -21,7 +21,6 @@ from emo.errors import EmoError
 from emo.fusion.data import load_data
 from emo.fusion.metrics import aggregate_folds, score
 from emo.fusion.predictions import Predictions
-from emo.fusion.run_checks import recorded_max_frames
 from emo.fusion.run_dir import load_run
 from emo.accel import resolve_device
 from emo.fusion.train import deterministic, predict
@@ -38,7 +37,7 @@ class EvalResult:
 
 
 def check_fingerprints(trained: dict, reader, modalities: Sequence[str]) -> None:
-    """`trained`: {modality: fingerprint} as recorded at training time (config["cache"]["fingerprints"])."""
+    """`trained`: {modality: fingerprint} as recorded at training time (RunRecord.cache.fingerprints)."""
     from emo.cache import differences
 
     for modality in modalities:
@@ -75,8 +74,8 @@ def evaluate(
     from emo.cache import CacheReader
 
     saved = load_run(run)
-    config = saved.config
-    modalities = list(config["modalities"])
+    record = saved.record
+    modalities = list(record.modalities)
     drop = list(drop)
     unknown = [m for m in drop if m not in modalities]
     if unknown:
@@ -85,34 +84,34 @@ def evaluate(
     if not keys:
         raise EmoError("--drop would remove every modality the run uses")
 
-    trained_path = Path(config["cache"]["path"])
-    tested_on = config.get("test_cache")
+    trained_path = Path(record.cache.path)
+    tested_on = record.test_cache
     if cache is None and tested_on:
-        cache = tested_on["path"]
-        label_map = tested_on["label_map"]["given"] if label_map is None else label_map
-        overlap = overlap or tested_on["overlap"]["policy"]
-        label_column = tested_on.get("label_column") if label_column is None else label_column
+        cache = tested_on.path
+        label_map = tested_on.label_map["given"] if label_map is None else label_map
+        overlap = overlap or tested_on.overlap["policy"]
+        label_column = tested_on.label_column if label_column is None else label_column
     cache_path = Path(cache) if cache is not None else trained_path
     same_cache = cache_path.resolve() == trained_path.resolve()
     device = resolve_device(device)
-    class_names = list(config["classes"])
+    class_names = list(record.classes)
     if not same_cache:
         return _evaluate_other(saved, cache_path, keys, drop, device, batch_size, label_map, overlap, label_column)
     if label_map:
         raise EmoError("--label-map applies to another cache; the run's own cache has the run's classes")
     if tested_on:
-        raise EmoError(f"{cache_path}: the run was trained on all of it and tested on {tested_on['path']}; "
+        raise EmoError(f"{cache_path}: the run was trained on all of it and tested on {tested_on.path}; "
                        "it has no test split here")
     reader = CacheReader(cache_path)
-    check_fingerprints(config["cache"]["fingerprints"], reader, keys)
+    check_fingerprints(record.cache.fingerprints, reader, keys)
 
     if not saved.splits:
         raise EmoError(f"{saved.path}: no splits.json, so the run's test split is unknown")
-    normalization = config.get("normalize")
+    normalization = record.normalize
     # Speaker statistics come from every clip of a speaker, as at training time: then load them all.
     test_ids = sorted({cid for fold in saved.splits for cid in fold["test"]}) if normalization is None else None
     data = load_data(
-        cache_path, keys, layers=config["cache"]["layers"], label_column=config.get("label_column"),
+        cache_path, keys, layers=record.cache.layers, label_column=record.label_column,
         classes=class_names, clip_ids=test_ids, device=device, reader=reader,
     )
     if normalization is not None:
@@ -120,10 +119,10 @@ def evaluate(
 
         data, info = speaker_normalized(data, keys, cache_path)
         normalization = {**normalization, **info}
-    data.max_frames = recorded_max_frames(config)
+    data.max_frames = record.max_frames
     index = {cid: i for i, cid in enumerate(data.ids)}
     # A run trained with modality dropout was also tested on clips missing a modality.
-    allow_missing = config.get("options", {}).get("modality_dropout", 0) > 0
+    allow_missing = record.modality_dropout > 0
     usable_ids = {data.ids[r] for r in data.rows_with(keys, allow_missing)}
     heads = saved.heads()
     parts, fold_metrics = [], []
@@ -159,21 +158,21 @@ def _evaluate_other(saved, cache_path, keys, drop, device, batch_size, label_map
     from emo.fusion.cross_corpus import prepare_cross, score_heads
     from emo.fusion.overlap import trained_ids, trained_sources
 
-    config = saved.config
+    record = saved.record
     seen = trained_ids(saved.splits)
     cross = prepare_cross(
-        cache_path, keys=keys, fingerprints=config["cache"]["fingerprints"], layers=config["cache"]["layers"],
-        run_classes=config["classes"], seen_ids=seen, seen_sources=trained_sources(config["cache"]["path"], seen),
+        cache_path, keys=keys, fingerprints=record.cache.fingerprints, layers=record.cache.layers,
+        run_classes=record.classes, seen_ids=seen, seen_sources=trained_sources(record.cache.path, seen),
         label_map=label_map, overlap=overlap or "refuse",
-        label_column=label_column if label_column is not None else config.get("label_column"),
-        allow_missing=config.get("options", {}).get("modality_dropout", 0) > 0, device=device,
+        label_column=label_column if label_column is not None else record.label_column,
+        allow_missing=record.modality_dropout > 0, device=device,
     )
-    normalization = config.get("normalize")
+    normalization = record.normalize
     if normalization is not None:
         from emo.fusion.normalize import normalized_cross
 
         cross = normalized_cross(cross, keys)
-    cross.data.max_frames = recorded_max_frames(config)
+    cross.data.max_frames = record.max_frames
     with deterministic(device):
         metrics, predictions = score_heads(saved.heads(), cross, device, batch_size)
     metrics["dropped"] = drop

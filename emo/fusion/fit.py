@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -27,16 +27,24 @@ from emo.accel import resolve_device
 from emo.fusion.train import deterministic, predict, train_fold
 from emo.layer_spec import layers_by_modality
 
+if TYPE_CHECKING:
+    from emo.fusion.run_record import RunRecord
+
 
 @dataclass
 class RunResult:
-    config: dict
+    record: "RunRecord"  # what config.json holds (emo.fusion.run_record)
     metrics: dict
     predictions: Predictions
     histories: list[list[dict]]
     heads: list  # one trained head per fold (best weights), on the CPU, eval mode
     splits: list[dict]  # per fold: clip ids of train / val / test
     run_dir: Path | None = None
+
+    @property
+    def config(self) -> dict:
+        """The record as config.json holds it."""
+        return self.record.to_json()
 
     def __getitem__(self, key: str):  # result["uar"]: the headline metrics read like metrics.json
         return self.metrics[key]
@@ -288,37 +296,39 @@ def fit(
         if normalization is not None:
             metrics["normalize"] = normalization
 
-        config = {
-            "emo_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "name": opts.name or (Path(out).name if out is not None else head),
-            "cache": {
-                "path": str(data.path),
-                "dataset": data.dataset,
-                "fingerprints": {k: data.modalities[k].fingerprint for k in keys},
-                "row_shapes": {k: list(data.modalities[k].row_shape) for k in keys},
-                "layers": {k: data.modalities[k].layers for k in keys},
+        from emo.fusion.run_dir import weights_name
+        from emo.fusion.run_record import CacheRef, RunRecord, SplitRecord, TestCacheRecord
+
+        record = RunRecord(
+            emo_version=__version__,
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            name=opts.name or (Path(out).name if out is not None else head),
+            cache=CacheRef(
+                path=str(data.path),
+                dataset=data.dataset,
+                fingerprints={k: data.modalities[k].fingerprint for k in keys},
+                layers={k: data.modalities[k].layers for k in keys},
                 # How each extractor was asked for: emo predict rebuilds it from this record alone.
-                "extract_options": recorded_extract_options(reader, keys),
-            },
-            "head": heads[0].config,
-            "modalities": list(keys),
-            "classes": class_names,
-            "label_column": data.label_column,
-            "split": {"spec": str(split), "folds": len(folds), "seed": opts.seed, "val_fraction": opts.val_fraction},
-            "normalize": normalization,
-            "clips": {"used": int(len(rows)), "dedup_dropped": dedup_dropped, "left_out_missing": int(skipped)},
-            "options": asdict(opts),
-            "device": str(device),
-            "torch_version": torch.__version__,
-            "notes": notes,
-        }
+                extract_options=recorded_extract_options(reader, keys),
+            ),
+            head=heads[0].config,
+            modalities=list(keys),
+            classes=class_names,
+            label_column=data.label_column,
+            split=SplitRecord(str(split), len(folds), opts.seed, opts.val_fraction),
+            normalize=normalization,
+            clips={"used": int(len(rows)), "dedup_dropped": dedup_dropped, "left_out_missing": int(skipped)},
+            options=asdict(opts),
+            weights=[weights_name(k, len(heads)) for k in range(len(heads))],
+            device=str(device),
+            torch_version=torch.__version__,
+            notes=notes,
+        )
         if cross is not None:
             described = cross.describe()
-            config["test_cache"] = {"path": described["cache"], "dataset": cross.dataset,
-                                    "label_map": described["label_map"], "overlap": described["overlap"],
-                                    "label_column": data.label_column}
-        result = RunResult(config, metrics, predictions, histories, heads, splits)
+            record.test_cache = TestCacheRecord(described["cache"], cross.dataset, described["label_map"],
+                                                described["overlap"], data.label_column)
+        result = RunResult(record, metrics, predictions, histories, heads, splits)
         if out is not None:
             from emo.fusion.run_dir import save_run
 

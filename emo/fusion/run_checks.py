@@ -91,8 +91,10 @@ def check_config(config: Any, path: Path) -> None:
 
 
 def recorded_max_frames(config: dict) -> int | None:
-    """The frames per clip a run's heads see (its fit's --max-frames; runs from before it: the default)."""
-    return config.get("options", {}).get("max_frames", DEFAULT_MAX_FRAMES)
+    """The frames per clip a run's heads see, from config.json's layout (RunRecord.max_frames)."""
+    from emo.fusion.run_record import max_frames_of
+
+    return max_frames_of(config.get("options", {}))
 
 
 def check_head_config(head: Any, where: Path, classes: list[str], modalities: list[str]) -> None:

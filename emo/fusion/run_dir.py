@@ -1,6 +1,7 @@
 """A fitted-run directory: everything to reproduce, score and reuse a fit.
 
-    config.json          cache path + fingerprints, head config, options, split, seed, emo version
+    config.json          the run record (emo.fusion.run_record): cache path, fingerprints, layers and
+                         extract options, head config, options, split, seed, weights, emo version
     metrics.json         accuracy, weighted_f1, macro_f1, uar at the top (k-fold: means, *_std, folds)
     predictions.csv      id, true, predicted, p_<class>..., fold
     splits.json          the train/val/test clip ids of every fold
@@ -18,13 +19,14 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from emo.errors import EmoError
 
-CONFIG = "config.json"
+from emo.fusion.run_record import CONFIG, RunRecord
+
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
 SPLITS = "splits.json"
@@ -137,44 +139,49 @@ def load_weights(path: Path, config: dict):
 @dataclass
 class SavedRun:
     path: Path
-    config: dict
+    record: RunRecord
     metrics: dict
     splits: list[dict]  # per fold: {"fold", "train", "val", "test"} clip ids ([] when splits.json is absent)
-    weights: list[str] = field(default_factory=list)  # one file per fold (from config.json, else the files present)
+
+    @property
+    def config(self) -> dict:
+        """The record as config.json holds it (for code that reads the JSON layout)."""
+        return self.record.to_json()
+
+    @property
+    def weights(self) -> list[str]:
+        """One file per fold (from config.json, else the files present)."""
+        return self.record.weights
 
     @property
     def n_folds(self) -> int:
         return len(self.weights)
 
     def heads(self) -> list:
-        return [load_weights(self.path / name, self.config["head"]) for name in self.weights]
+        return [load_weights(self.path / name, self.record.head) for name in self.weights]
 
 
 def load_run(path: str | Path) -> SavedRun:
     """A run directory's records, each checked (emo.fusion.run_checks) before anything is built from them."""
-    from emo.fusion.run_checks import check_config, check_splits, weights_files
+    from emo.fusion.run_checks import check_splits
 
     path = Path(path)
-    if not (path / CONFIG).is_file():
-        raise EmoError(f"{path}: not a run directory (no {CONFIG}); runs are made by `emo fit --out`")
+    record = RunRecord.read(path)
     records = {}
-    for name, default in ((CONFIG, None), (METRICS, {}), (SPLITS, [])):
+    for name, default in ((METRICS, {}), (SPLITS, [])):
         file = path / name
-        if name != CONFIG and not file.exists():
+        if not file.exists():
             records[name] = default
             continue
         try:
             records[name] = json.loads(file.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
             raise EmoError(f"{file}: damaged run file ({str(exc)[:160]})") from None
-    config = records[CONFIG]
-    check_config(config, path)
-    weights = weights_files(config, path)
     splits = records[SPLITS]
     if (path / SPLITS).exists():
-        check_splits(splits, len(weights), path)
+        check_splits(splits, len(record.weights), path)
     metrics = records[METRICS] if isinstance(records[METRICS], dict) else {}
-    return SavedRun(path, config, metrics, splits, weights)
+    return SavedRun(path, record, metrics, splits)
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -222,22 +229,20 @@ def save_run(out: Path, result) -> None:
 def _write_run(out: Path, result) -> None:
     from emo.fusion.report import plot_confusion, plot_curves
 
-    n_folds = len(result.heads)
-    config = {**result.config, "weights": [weights_name(k, n_folds) for k in range(n_folds)]}
-    result.config = config
-    for fold, head in enumerate(result.heads):
-        save_weights(head, out / weights_name(fold, n_folds), fold)
+    record = result.record
+    for fold, (name, head) in enumerate(zip(record.weights, result.heads, strict=True)):
+        save_weights(head, out / name, fold)
     write_json(out / METRICS, result.metrics)
     write_json(out / SPLITS, result.splits)
     write_json(out / HISTORY, result.histories)
     result.predictions.write_csv(out / PREDICTIONS)
-    title = f"{config['head']['name']} · {config['split']['spec']}"
-    if config.get("test_cache"):  # the scores are on another corpus
-        title += f" · test {Path(config['test_cache']['path']).name}"
+    title = f"{record.head['name']} · {record.split.spec}"
+    if record.test_cache is not None:  # the scores are on another corpus
+        title += f" · test {Path(record.test_cache.path).name}"
     # metrics["classes"]: the scored classes (a cross-corpus test scores those shared with the test cache)
     plot_confusion(result.metrics["confusion"], result.metrics["classes"], out / "confusion.png", title)
     plot_curves(result.histories, out / "curves.png", [f["best_epoch"] for f in _fold_metrics(result.metrics)])
-    write_json(out / CONFIG, config)
+    record.write(out)
 
 
 def _fold_metrics(metrics: dict) -> list[dict]:

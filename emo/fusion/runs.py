@@ -25,18 +25,16 @@ def summarize_runs(paths: Sequence[str | Path]) -> list[dict]:
 
 def _summary(path: Path, shown: Path) -> dict:
     run = load_run(path)
-    config, metrics = run.config, run.metrics
-    split = config.get("split") if isinstance(config.get("split"), dict) else {}
+    record, metrics = run.record, run.metrics
     row = {
         "run": str(shown),
-        "head": config["head"]["name"],  # load_run checked the record
-        "modalities": ",".join(config.get("modalities", [])),
-        "split": str(split.get("spec", "?")),
-        "seed": str(split.get("seed", "")),
+        "head": record.head["name"],  # load_run checked the record
+        "modalities": ",".join(record.modalities),
+        "split": record.split.spec if record.split is not None else "?",
+        "seed": str(record.split.seed if record.split is not None and record.split.seed is not None else ""),
     }
-    test_cache = config.get("test_cache")
-    if isinstance(test_cache, dict) and isinstance(test_cache.get("path"), str):  # scored on another corpus
-        row["split"] += f" · test {Path(test_cache['path']).name}"
+    if record.test_cache is not None:  # scored on another corpus
+        row["split"] += f" · test {Path(record.test_cache.path).name}"
     for key in (k for name in HEADLINE for k in (name, f"{name}_std")):
         value = metrics.get(key)
         # Numbers only: a damaged or hand-edited metrics.json leaves a blank cell, never a crash.

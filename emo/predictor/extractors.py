@@ -40,14 +40,14 @@ BACKBONE_FIELD = {"audio": "audio_backbone", "text": "text_backbone", "visual": 
 HUB_ID = re.compile(r"(?!.*(\.\.|--))[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
 
 
-def recorded_options(config: Mapping[str, Any], modalities: list[str], run: str | Path) -> dict[str, dict]:
+def recorded_options(record, modalities: list[str], run: str | Path) -> dict[str, dict]:
     """{modality: the extract options the run recorded (`emo fit` copies them from its cache)}.
 
     The run's record alone: the training cache may be gone, moved or rebuilt with other settings
     since, and a fingerprint does not say how its extractor was asked for. A run without the
     record (fitted by an older emo, or on a cache extracted before emo recorded options) is refused.
     """
-    recorded = config["cache"].get("extract_options") or {}
+    recorded = record.cache.extract_options
     lacking = [m for m in modalities if not recorded.get(m)]
     if lacking:
         raise EmoError(
@@ -153,11 +153,17 @@ def check_backbone(modality: str, options, fingerprint: Mapping[str, Any], allow
         )
 
 
-def plan_extractors(config: Mapping[str, Any], device: str, run: str | Path, allow_download: bool = False) -> dict:
-    """{modality: ExtractOptions} that rebuild the run's extractors, every backbone checked; nothing is loaded."""
-    modalities = list(config["modalities"])
-    trained = config["cache"]["fingerprints"]
-    recorded = recorded_options(config, modalities, run)
+def plan_extractors(config, device: str, run: str | Path, allow_download: bool = False) -> dict:
+    """{modality: ExtractOptions} that rebuild the run's extractors, every backbone checked; nothing is loaded.
+
+    `config`: the run's RunRecord, or its config.json object as `load_run` checked it.
+    """
+    from emo.fusion.run_record import RunRecord
+
+    record = RunRecord.of(config)
+    modalities = list(record.modalities)
+    trained = record.cache.fingerprints
+    recorded = recorded_options(record, modalities, run)
     planned = {}
     for modality in modalities:
         planned[modality] = extract_options(modality, recorded[modality], device)
@@ -166,7 +172,7 @@ def plan_extractors(config: Mapping[str, Any], device: str, run: str | Path, all
 
 
 def build_checked_extractors(
-    config: Mapping[str, Any], device: str, run: str | Path, allow_download: bool = False, planned: dict | None = None
+    config, device: str, run: str | Path, allow_download: bool = False, planned: dict | None = None
 ) -> dict[str, Any]:
     """{modality: extractor} for the run's modalities, each with the fingerprint recorded at training.
 
@@ -176,8 +182,10 @@ def build_checked_extractors(
     from emo.extract.hub import downloads_allowed
     from emo.extract.runner import build_extractor
 
+    from emo.fusion.run_record import RunRecord
+
     planned = planned or plan_extractors(config, device, run, allow_download)
-    trained = config["cache"]["fingerprints"]
+    trained = RunRecord.of(config).cache.fingerprints
     extractors, refusals = {}, []
     for modality, options in planned.items():
         try:
