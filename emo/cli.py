@@ -6,12 +6,14 @@ Heavy imports (torch, transformers, h5py, av...) live inside the commands so tha
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-# Fit option defaults live once, in the FitOptions dataclass (no torch is imported for them).
+# Option defaults live once, in the options dataclasses (stdlib-only modules: no torch at start-up).
+from emo.extract.options import ExtractOptions
 from emo.fusion.options import default as fit_default
 
 from emo.cli_errors import DEBUG_ENV, EmoGroup, print_error
@@ -42,6 +44,25 @@ def fail(message: str, code: int = 1) -> None:
     """Print a one-line error (verbatim, never parsed as markup) and exit non-zero."""
     print_error(message)
     raise typer.Exit(code)
+
+
+EXTRACT_DEFAULTS = {f.name: f.default for f in fields(ExtractOptions)}
+
+# ---- options several commands take: each declared once ---------------------------------
+# One device convention everywhere: "auto" is cuda when available, else cpu.
+Device = Annotated[str, typer.Option("--device", help='Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N.')]
+# fit and sweep
+Modalities = Annotated[Optional[str], typer.Option("--modalities", help="Comma list of cache modalities (default: what the head takes among those cached).")]
+Split = Annotated[str, typer.Option("--split", help="stratified | speaker | kfold:K | kfold-speaker:K | column:NAME.")]
+Epochs = Annotated[int, typer.Option("--epochs", help="Most epochs per fold.")]
+LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Use this clip column as the label (e.g. a perceived-label extras column).")]
+Classes = Annotated[Optional[str], typer.Option("--classes", help="Comma list of the classes to keep.")]
+HeadParams = Annotated[List[str], typer.Option("--set", help="Head hyperparameter KEY=VALUE, e.g. d_model=256 (repeatable).")]
+Normalize = Annotated[str, typer.Option(
+    "--normalize", help="none | speaker: standardise each speaker's features with that speaker's own clips "
+    "(transductive: test speakers too; a single-clip speaker gets global statistics).",
+)]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace runs already in --out.")]
 
 
 # ---- datasets (emo/extract/datasets) -------------------------------------------------
@@ -165,14 +186,12 @@ def cache_merge(
 
 # ---- extract (emo/extract) ----------------------------------------------------------
 # <extract-section>
-from emo.extract.options import DEFAULT_AUDIO_BACKBONE, DEFAULT_BATCH_SECONDS, DEFAULT_TEXT_BACKBONE  # noqa: E402 (stdlib-only module)
-
-
 @app.command("extract")
 def extract_command(
+    ctx: typer.Context,
     dataset: str = typer.Argument(..., help="Dataset adapter name (list them with `emo datasets`)."),
     root: Path = typer.Argument(..., help="The dataset's folder (or manifest file)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Cache file to create, or to resume/update when it exists."),
+    out: Path = typer.Option(..., "--out", "-o", help="Cache file to create, or to resume/update when it exists."),
     modalities: Optional[str] = typer.Option(
         None,
         "--modalities",
@@ -180,20 +199,20 @@ def extract_command(
         "audio if its clips have audio, text if they have transcripts, faces if they have video.",
     ),
     audio_backbone: str = typer.Option(
-        DEFAULT_AUDIO_BACKBONE, "--audio-backbone",
+        EXTRACT_DEFAULTS["audio_backbone"], "--audio-backbone",
         help="HF id, local model folder, or built-in: whisper-base, whisper-tiny.en (packaged weights), egemaps, compare, logmel.",
     ),
     audio_layers: Optional[str] = typer.Option(None, "--audio-layers", help="Hidden layers kept: last, all, or e.g. 12,18,24 (default: the backbone's)."),
     whisper_input: Optional[str] = typer.Option(
         None, "--whisper-input", help="Whisper encoders: cut (default: the clip's own frames) or pad30 (padded to 30 s as in training)."
     ),
-    text_backbone: str = typer.Option(DEFAULT_TEXT_BACKBONE, "--text-backbone", help="HF id or local model folder."),
+    text_backbone: str = typer.Option(EXTRACT_DEFAULTS["text_backbone"], "--text-backbone", help="HF id or local model folder."),
     text_layers: Optional[str] = typer.Option(None, "--text-layers", help="Hidden layers kept: last, all, or e.g. 8,12 (default: last)."),
     visual_backbone: Optional[str] = typer.Option(None, "--visual-backbone", help="Image encoder for face crops: HF id or local folder."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Video frames sampled per second (or give --frames)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Video frames sampled per clip, evenly spaced (or give --fps)."),
     face_size: Optional[int] = typer.Option(None, "--face-size", help="Side in pixels of the aligned face crops."),
-    device: Optional[str] = typer.Option(None, "--device", help='Torch device; default "cuda" when available, else "cpu".'),
+    device: Device = "auto",
     shard: Optional[str] = typer.Option(
         None,
         "--shard",
@@ -204,7 +223,7 @@ def extract_command(
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Extract clips recorded as failed again (after fixing their files); without it a rerun skips them."
     ),
-    batch_seconds: float = typer.Option(DEFAULT_BATCH_SECONDS, "--batch-seconds", help="Audio per encoder batch, in seconds."),
+    batch_seconds: float = typer.Option(EXTRACT_DEFAULTS["batch_seconds"], "--batch-seconds", help="Audio per encoder batch, in seconds."),
     workers: Optional[int] = typer.Option(None, "--workers", help="CPU threads decoding ahead of the encoder (default: cores - 1, at most 8)."),
     option: List[str] = typer.Option([], "--option", "-O", help="Dataset adapter option KEY=VALUE (repeatable; see `emo datasets --name NAME`)."),
     allow_outside_paths: bool = typer.Option(
@@ -216,13 +235,13 @@ def extract_command(
     """Extract frozen-encoder sequences of a dataset into an HDF5 cache (resumable: rerun to continue).
 
     Several processes or GPUs: `torchrun --standalone --nproc-per-node N -m emo extract ...`
-    (one shard per process, cuda:LOCAL_RANK each, merged into OUTPUT by rank 0 at the end).
+    (one shard per process, cuda:LOCAL_RANK each, merged into OUT by rank 0 at the end).
     """
     from rich.console import Console
 
     from emo.errors import EmoError
     from emo.extract.distributed import end_distributed, is_main_process
-    from emo.extract.options import ExtractOptions, default_workers, parse_modalities, parse_shard
+    from emo.extract.options import default_workers, parse_modalities, parse_shard
     from emo.extract.report import summary_table
     from emo.extract.runner import run_extraction
     from emo.key_value import split_key_value
@@ -250,28 +269,17 @@ def extract_command(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     console = Console()
-    main = is_main_process()  # under torchrun, rank 0 speaks for every process
-    try:
-        try:
-            summary = run_extraction(
-                dataset, root, output, wanted, options, shard=shard_spec, force=force, retry_failed=retry_failed,
-                progress=not quiet, console=console, dataset_options=dataset_options,
-            )
-        except EmoError as err:
-            _extract_fail(str(err), main)
-        if main:
-            console.print(summary_table(summary))
-        if not summary.any_ok:
-            _extract_fail(f"{output}: nothing could be extracted (every clip missing or failed; reasons above)", main)
-    finally:
-        end_distributed()  # torchrun ranks leave together, after rank 0 has printed
-
-
-def _extract_fail(message: str, main: bool) -> None:
-    if main:
-        fail(message)
-    raise typer.Exit(1)  # another torchrun rank: rank 0 prints the one message
-
+    # torchrun ranks leave together, after rank 0 has printed its report or the error boundary
+    # its one line: the root context closes after EmoGroup.invoke, whatever this command raises.
+    ctx.find_root().call_on_close(end_distributed)
+    summary = run_extraction(
+        dataset, root, out, wanted, options, shard=shard_spec, force=force, retry_failed=retry_failed,
+        progress=not quiet, console=console, dataset_options=dataset_options,
+    )
+    if is_main_process():  # under torchrun, rank 0 speaks for every process
+        console.print(summary_table(summary))
+    if not summary.any_ok:
+        raise EmoError(f"{out}: nothing could be extracted (every clip missing or failed; reasons above)")
 # </extract-section>
 
 
@@ -311,20 +319,20 @@ def fit_command(
     cache: Path = typer.Argument(..., help="An emo HDF5 cache (from `emo extract`)."),
     head: str = typer.Option(..., "--head", help="Fusion head (list them with `emo heads`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (config, metrics, plots, weights)."),
-    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of cache modalities (default: what the head takes among those cached)."),
-    split: str = typer.Option(fit_default("split"), "--split", help="stratified | speaker | kfold:K | kfold-speaker:K | column:NAME."),
+    modalities: Modalities = fit_default("modalities"),
+    split: Split = fit_default("split"),
     val_fraction: float = typer.Option(fit_default("val_fraction"), "--val-fraction", help="Share of the training part held out for validation / early stopping (0: none)."),
-    epochs: int = typer.Option(fit_default("epochs"), "--epochs", help="Most epochs per fold."),
+    epochs: Epochs = fit_default("epochs"),
     seed: int = typer.Option(fit_default("seed"), "--seed", help="Seed of splits, sampling, initialisation and batch order."),
-    device: str = typer.Option(fit_default("device"), "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
+    device: Device = fit_default("device"),
     layers: List[str] = typer.Option([], "--layers", help='Cached layers to use: "12,18,24", "last", "all", or per modality "audio=12,18" (repeatable).'),
     batch_size: Optional[int] = typer.Option(fit_default("batch_size"), "--batch-size", help="Clips per training step (default: the head's own, else the general one; recorded in config.json)."),
     lr: Optional[float] = typer.Option(fit_default("lr"), "--lr", help="Peak AdamW learning rate, linear warm-up, cosine decay (default: the head's own, else the general one; recorded in config.json)."),
-    per_class: Optional[int] = typer.Option(None, "--per-class", help="Keep at most N training clips per class."),
+    per_class: Optional[int] = typer.Option(fit_default("per_class"), "--per-class", help="Keep at most N training clips per class."),
     order: str = typer.Option(fit_default("order"), "--order", help="Which clips --per-class keeps: random | short | long (by duration)."),
-    dedup_text: bool = typer.Option(False, "--dedup-text", help="Drop clips whose transcript repeats an earlier clip's (before splitting)."),
-    label_column: Optional[str] = typer.Option(None, "--label-column", help="Use this clip column as the label (e.g. a perceived-label extras column)."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="Comma list of the classes to keep."),
+    dedup_text: bool = typer.Option(fit_default("dedup_text"), "--dedup-text", help="Drop clips whose transcript repeats an earlier clip's (before splitting)."),
+    label_column: LabelColumn = fit_default("label_column"),
+    classes: Classes = fit_default("classes"),
     max_frames: int = typer.Option(
         fit_default("max_frames"), "--max-frames",
         help="Most frames per clip and input the head sees (longer clips: a random window in training, the centred one "
@@ -336,13 +344,13 @@ def fit_command(
     time_mask: Optional[float] = typer.Option(fit_default("time_mask"), "--time-mask", help="Training only: per clip, hide one span of up to this fraction of its frames (0: off; default: the head's own, else off)."),
     feature_mask: Optional[float] = typer.Option(fit_default("feature_mask"), "--feature-mask", help="Training only: per clip, set one band of up to this fraction of feature dims to the training mean (0: off; default: the head's own, else off)."),
     mixup: Optional[float] = typer.Option(fit_default("mixup"), "--mixup", help="Training only: mixup of clip pairs with Beta(a, a) weights (0: off; default: the head's own, else off)."),
-    normalize: str = typer.Option(fit_default("normalize"), "--normalize", help="none | speaker: standardise each speaker's features with that speaker's own clips (transductive: test speakers too; a single-clip speaker gets global statistics)."),
-    name: Optional[str] = typer.Option(None, "--name", help="A name for the run (default: the run directory's)."),
-    hparams: List[str] = typer.Option([], "--set", help="Head hyperparameter KEY=VALUE, e.g. d_model=256 (repeatable)."),
+    normalize: Normalize = fit_default("normalize"),
+    name: Optional[str] = typer.Option(fit_default("name"), "--name", help="A name for the run (default: the run directory's)."),
+    hparams: HeadParams = [],
     test_cache: Optional[Path] = typer.Option(None, "--test-cache", help="Train on all of CACHE (less --val-fraction for early stopping, carved as --split stratified|speaker says) and test on this other corpus' cache."),
     label_map: List[str] = typer.Option([], "--label-map", help="With --test-cache: its class SRC scored as the run's class DST: SRC=DST,... (SRC=- leaves SRC out); other classes match by name."),
-    overlap: str = typer.Option("refuse", "--overlap", help="With --test-cache: its clips that are also training/validation clips: refuse | exclude | include (counted)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+    overlap: str = typer.Option(fit_default("overlap"), "--overlap", help="With --test-cache: its clips that are also training/validation clips: refuse | exclude | include (counted)."),
+    overwrite: Overwrite = False,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines."),
 ) -> None:
     """Train a fusion head from a cache, score it on the test split(s) (or --test-cache) and write a run directory."""
@@ -373,7 +381,7 @@ def eval_command(
     overlap: Optional[str] = typer.Option(None, "--overlap", help="Clips of another cache the run trained or validated on: refuse (default) | exclude | include, counted either way."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="The other cache's label column (default: the run's)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json, predictions.csv, confusion.png (default for another cache: RUN/eval/<cache name>)."),
-    device: str = typer.Option("auto", "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
+    device: Device = "auto",
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
 ) -> None:
     """Rescore a run's saved model(s) on its test split, or on another cache with the same fingerprints."""
@@ -410,15 +418,15 @@ def sweep_command(
     grid: List[str] = typer.Option([], "--grid", help="KEY=V1,V2 (fit option or head hyperparameter; repeatable)."),
     seeds: str = typer.Option("0", "--seeds", help="Comma list of seeds."),
     random: Optional[int] = typer.Option(None, "--random", help="Draw N grid points at random instead of the full grid."),
-    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of cache modalities for every head."),
-    split: str = typer.Option(fit_default("split"), "--split", help="stratified | speaker | kfold:K | kfold-speaker:K | column:NAME."),
-    epochs: int = typer.Option(fit_default("epochs"), "--epochs", help="Most epochs per fold."),
-    device: str = typer.Option(fit_default("device"), "--device", help='Torch device; "auto" = cuda when available, else cpu.'),
-    label_column: Optional[str] = typer.Option(None, "--label-column", help="Clip column used as the label."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="Comma list of the classes to keep."),
-    hparams: List[str] = typer.Option([], "--set", help="Head hyperparameter KEY=VALUE for every run (repeatable)."),
-    normalize: str = typer.Option(fit_default("normalize"), "--normalize", help="none | speaker (per-speaker standardisation, transductive; see `emo fit --help`)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace runs already in --out."),
+    modalities: Modalities = fit_default("modalities"),
+    split: Split = fit_default("split"),
+    epochs: Epochs = fit_default("epochs"),
+    device: Device = fit_default("device"),
+    label_column: LabelColumn = fit_default("label_column"),
+    classes: Classes = fit_default("classes"),
+    hparams: HeadParams = [],
+    normalize: Normalize = fit_default("normalize"),
+    overwrite: Overwrite = False,
     search: str = typer.Option("grid", "--search", help="grid (every --grid point, or --random N of them) | optuna (TPE + median pruning)."),
     trials: Optional[int] = typer.Option(None, "--trials", help="optuna: trials in the whole study, shared by every worker."),
     storage: Optional[str] = typer.Option(None, "--storage", help="optuna: journal:PATH, a .log/.db file, or an RDB URL (default: a journal file in --out)."),
@@ -546,7 +554,7 @@ def predict_command(
     pair: bool = typer.Option(False, "--pair", help="Take the FILEs two by two, a video and an audio file per clip."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list (file, probabilities, top, missing_modalities)."),
     top: int = typer.Option(3, "--top", min=1, help="Classes shown per clip in the table."),
-    device: Optional[str] = typer.Option(None, "--device", help='Torch device; default "cuda" when available, else "cpu".'),
+    device: Device = "auto",
     speaker: Optional[str] = typer.Option(None, "--speaker", help="All FILEs are clips of this one speaker: needed (with >= 2 clips) by runs fitted with --normalize speaker, whose statistics come from these clips."),
     allow_download: bool = typer.Option(
         False, "--allow-download",

@@ -1,6 +1,7 @@
 """The one error boundary of the `emo` command: no command ever ends in a Python traceback.
 
-* EmoError (bad input or state the user can fix): `error: <message>`, exit 1.
+* EmoError (bad input or state the user can fix): `error: <message>`, exit 1 (under torchrun,
+  printed by rank 0 alone).
 * Any other exception (a bug, or a library failing in a way emo did not foresee):
   `error: <Type>: <first line>` and a hint to rerun with EMO_DEBUG=1 (or `emo --debug ...`),
   which lets the exception through with its full traceback. Exit 1.
@@ -41,6 +42,14 @@ def print_error(message: str) -> None:
     Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
 
 
+def _main_process() -> bool:
+    """False on torchrun ranks other than 0 (`emo extract` under torchrun): rank 0 reports every
+    rank's error (emo/extract/distributed.py), so the others stay silent and exit 1."""
+    from emo.extract.distributed import is_main_process
+
+    return is_main_process()
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else ""
@@ -60,7 +69,8 @@ class EmoGroup(TyperGroup):
         except EmoError as exc:
             if debug:
                 raise
-            print_error(str(exc))
+            if _main_process():
+                print_error(str(exc))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             print_error("interrupted")

@@ -87,3 +87,28 @@ def test_markup_in_class_names_and_paths_prints_verbatim(odd_cache, tmp_path):
     assert "run[/]x" in result.output
     result = run("eval", out)
     assert result.exit_code == 0 and "[bold]b" in result.output, result.output
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_extract_error_under_torchrun_is_printed_by_rank_0_before_the_ranks_leave(monkeypatch, tmp_path, rank):
+    import emo.cli_errors
+    import emo.extract.distributed
+    import emo.extract.runner
+    from emo.errors import EmoError
+
+    events = []
+
+    def failing(*args, **kwargs):
+        raise EmoError("tiny: weights unreadable")
+
+    printing = emo.cli_errors.print_error
+    monkeypatch.setattr(emo.extract.runner, "run_extraction", failing)
+    monkeypatch.setattr(emo.extract.distributed, "end_distributed", lambda: events.append("leave"))
+    monkeypatch.setattr(emo.cli_errors, "print_error", lambda message: (events.append("print"), printing(message)))
+    torchrun = {"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2"}
+    result = run("extract", "manifest", tmp_path, "-o", tmp_path / "c.h5", "--device", "cpu", env=torchrun)
+    assert result.exit_code == 1
+    if rank == 0:  # the one line, then the ranks leave together (torchrun may end rank 0 once another exits)
+        assert one_line(result) == "error: tiny: weights unreadable" and events == ["print", "leave"]
+    else:
+        assert result.output.strip() == "" and events == ["leave"]

@@ -47,12 +47,14 @@ class ExtractOptions:
     fps: float | None = None
     frames: int | None = None
     face_size: int | None = None
-    device: str | None = None  # None: "cuda" when available, else "cpu"
+    device: str | None = None  # None or "auto" (the CLI's spelling, stored as None): "cuda" when available, else "cpu"
     batch_seconds: float = DEFAULT_BATCH_SECONDS
     workers: int = field(default_factory=default_workers)
 
     def __post_init__(self) -> None:
         # Options also come back from JSON (a cache's or a run's record): check types before values.
+        if self.device == "auto":
+            self.device = None
         for name in ("audio_backbone", "text_backbone"):
             _expect(name, getattr(self, name), str)
         for name in ("audio_layers", "whisper_input", "text_layers", "visual_backbone", "device"):
