@@ -37,7 +37,7 @@ def write_cache(path: Path, clips: int, rng) -> int:
     table = [Clip(id=c, label=("a", "b", "c", "d")[i % 4], speaker=f"s{i % 91}", audio=f"/d/{c}.wav") for i, c in enumerate(ids)]
     lengths = rng.integers(MEAN_FRAMES * 2 // 3, MEAN_FRAMES * 4 // 3, clips)
     with CacheWriter(path, dataset="bench", clips=table) as writer:
-        writer.prepare("audio", {"backbone": "bench"}, ROW_SHAPE, "float16")
+        writer.open_modality("audio", {"backbone": "bench"}, ROW_SHAPE, "float16")
         for start in range(0, clips, BATCH):
             batch = {ids[i]: rng.standard_normal((int(lengths[i]), *ROW_SHAPE), dtype=np.float32) for i in range(start, min(clips, start + BATCH))}
             writer.write("audio", batch)

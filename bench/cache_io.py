@@ -70,7 +70,7 @@ def main() -> None:
     t0 = time.perf_counter()
     with CacheWriter(cache, dataset="bench", clips=clips) as writer:
         for m, (_, d) in SHAPES.items():
-            writer.prepare(m, {"backbone": "bench"}, (1, d), "float16")
+            writer.open_modality(m, {"backbone": "bench"}, (1, d), "float16")
             for start in range(0, args.clips, BATCH):
                 writer.write(m, {clips[i].id: sequence(m, i) for i in range(start, min(start + BATCH, args.clips))})
     h5_write = time.perf_counter() - t0

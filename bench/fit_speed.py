@@ -69,8 +69,8 @@ def build(folder: Path, clips: int, audio: tuple[int, int], visual: tuple[int, i
     with CacheWriter(folder / "cache.h5", dataset="bench-crema-sized", clips=records, label_names=CLASSES) as writer:
         # 50 Hz: the frame rate of wav2vec2-style encoders (CREMA-D's audio in the paper), so the
         # head reduces it to its target rate exactly as it would reduce the real features.
-        writer.prepare("audio", {"backbone": "synthetic", "layers": [0], "frame_rate": 50.0}, (1, audio[1]), "float16")
-        writer.prepare("visual", {"backbone": "synthetic", "layers": [0]}, (1, visual[1]), "float16")
+        writer.open_modality("audio", {"backbone": "synthetic", "layers": [0], "frame_rate": 50.0}, (1, audio[1]), "float16")
+        writer.open_modality("visual", {"backbone": "synthetic", "layers": [0]}, (1, visual[1]), "float16")
         for start in range(0, clips, 256):  # bounded memory at full size (~2 GB of audio)
             batch = {"audio": {}, "visual": {}}
             for i in range(start, min(start + 256, clips)):
@@ -264,7 +264,7 @@ def build_speech(path: Path, shape: str, clips: int = 535, seed: int = 0) -> Non
                for i in range(clips)]
     directions = rng.standard_normal((len(classes), width))
     with CacheWriter(path, dataset=f"bench-emodb-{shape}", clips=records, label_names=classes) as writer:
-        writer.prepare("audio", {"backbone": f"synthetic-{shape}", "layers": list(range(layers)), "frame_rate": rate},
+        writer.open_modality("audio", {"backbone": f"synthetic-{shape}", "layers": list(range(layers)), "frame_rate": rate},
                        (layers, width), "float16")
         for start in range(0, clips, 64):
             batch = {}

@@ -44,7 +44,7 @@ def make_cache(path: Path, clips: int, long_frames: int) -> None:
     labels = ["angry", "happy", "neutral", "sad"]
     records = [Clip(id=f"c{i:04d}", label=labels[i % 4], speaker=f"s{i % 6}", text="") for i in range(clips)]
     with CacheWriter(path, dataset="bench", clips=records, label_names=labels) as writer:
-        writer.prepare("audio", {"backbone": "bench", "layers": [0]}, (1, 64), "float16")
+        writer.open_modality("audio", {"backbone": "bench", "layers": [0]}, (1, 64), "float16")
         sequences = {}
         for i, clip in enumerate(records):
             frames = long_frames if i == 0 else 200  # one 10-minute-like recording among short utterances

@@ -46,7 +46,7 @@ def build(path: Path, clips: int, frames: int, width: int, signal: float, seed: 
     direction = rng.standard_normal((len(CLASSES), width))
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     with CacheWriter(path, dataset="bench-search", clips=records, label_names=CLASSES) as writer:
-        writer.prepare("audio", {"backbone": "synthetic", "layers": [0, 1]}, (2, width), "float16")
+        writer.open_modality("audio", {"backbone": "synthetic", "layers": [0, 1]}, (2, width), "float16")
         writer.write("audio", {
             c.id: (rng.standard_normal((lengths[i], 2, width)) + signal * direction[labels[i]]).astype(np.float16)
             for i, c in enumerate(records)

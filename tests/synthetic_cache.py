@@ -98,7 +98,7 @@ def make_synthetic_cache(
         for m, shape in shapes.items():
             default = {"backbone": f"synthetic-{m}"} if _is_faces(shape) else {"backbone": f"synthetic-{m}", "layers": list(range(shape[0]))}
             fingerprint = (fingerprints or {}).get(m, default)
-            writer.prepare(m, fingerprint, shape, "uint8" if _is_faces(shape) else "float16")
+            writer.open_modality(m, fingerprint, shape, "uint8" if _is_faces(shape) else "float16")
             cut = len(clips) - missing.get(m, 0)
             writer.write(m, {c.id: sequences[m][c.id] for c in clips[:cut]})
             for c in clips[cut:]:

@@ -40,8 +40,8 @@ def test_round_trip_ragged_layers_and_clip_table(tmp_path):
     faces = {c.id: np.random.default_rng(1).integers(0, 255, (5, 16, 16, 3), dtype=np.uint8) for c in clips[:20]}
     path = tmp_path / "c.h5"
     with CacheWriter(path, dataset="synthetic", clips=clips, label_names=LABELS) as writer:
-        assert writer.prepare("audio", {"backbone": "b", "layers": [6, 12, 24]}, (3, 8), "float16") == "new"
-        assert writer.prepare("faces", {"detector": "r"}, (16, 16, 3), "uint8") == "new"
+        assert writer.open_modality("audio", {"backbone": "b", "layers": [6, 12, 24]}, (3, 8), "float16") == "new"
+        assert writer.open_modality("faces", {"detector": "r"}, (16, 16, 3), "uint8") == "new"
         ids = list(audio)
         writer.write("audio", {c: audio[c] for c in ids[10:]})  # out of clip order on purpose
         writer.write("audio", {c: audio[c] for c in ids[:10]})
@@ -82,27 +82,27 @@ def test_fingerprint_keeps_or_rebuilds_one_modality(tmp_path):
     path = tmp_path / "c.h5"
     feats = ragged(clips, layers=1)
     with CacheWriter(path, dataset="d", clips=clips) as writer:
-        writer.prepare("audio", {"backbone": "a", "revision": "1"}, (1, 8), "float16")
-        writer.prepare("text", {"backbone": "t"}, (1, 8), "float16")
+        writer.open_modality("audio", {"backbone": "a", "revision": "1"}, (1, 8), "float16")
+        writer.open_modality("text", {"backbone": "t"}, (1, 8), "float16")
         writer.write("audio", feats)
         writer.write("text", feats)
     with CacheWriter(path) as writer:
-        assert writer.prepare("audio", {"revision": "1", "backbone": "a"}, (1, 8), "float16") == "kept"
+        assert writer.open_modality("audio", {"revision": "1", "backbone": "a"}, (1, 8), "float16") == "kept"
         assert writer.pending("audio") == []
-        assert writer.prepare("audio", {"backbone": "a", "revision": "2"}, (1, 8), "float16") == "rebuilt"
+        assert writer.open_modality("audio", {"backbone": "a", "revision": "2"}, (1, 8), "float16") == "rebuilt"
         assert writer.pending("audio") == [c.id for c in clips]
         assert writer.pending("text") == []
-        assert writer.prepare("text", {"backbone": "t"}, (1, 8), "float16", force=True) == "rebuilt"
+        assert writer.open_modality("text", {"backbone": "t"}, (1, 8), "float16", force=True) == "rebuilt"
 
 
 def test_reopening_with_new_clips_appends_them_pending(tmp_path):
     path = tmp_path / "c.h5"
     clips = make_clips(8)
     with CacheWriter(path, dataset="d", clips=clips[:5]) as writer:
-        writer.prepare("audio", {"b": 1}, (1, 8), "float16")
+        writer.open_modality("audio", {"b": 1}, (1, 8), "float16")
         writer.write("audio", ragged(clips[:5], layers=1))
     with CacheWriter(path, clips=clips) as writer:
-        assert writer.prepare("audio", {"b": 1}, (1, 8), "float16") == "kept"
+        assert writer.open_modality("audio", {"b": 1}, (1, 8), "float16") == "kept"
         assert writer.pending("audio") == [c.id for c in clips[5:]]
     assert CacheReader(path).clips.extras["level"][-1] == "HI"
 
@@ -117,7 +117,7 @@ WRITER_SCRIPT = textwrap.dedent(
     clips = make_clips(60)
     values = ragged(clips, seed=3)
     with CacheWriter({path!r}, dataset="d", clips=clips) as writer:
-        writer.prepare("audio", {{"backbone": "b"}}, (3, 8), "float16")
+        writer.open_modality("audio", {{"backbone": "b"}}, (3, 8), "float16")
         pending = writer.pending("audio")
         print("resuming with", len(pending), flush=True)
         for start in range(0, len(pending), 4):
@@ -178,7 +178,7 @@ def test_errors_for_foreign_truncated_missing_and_locked_files(tmp_path):
     path = tmp_path / "c.h5"
     clips = make_clips(30)
     with CacheWriter(path, dataset="d", clips=clips) as writer:
-        writer.prepare("audio", {"b": 1}, (3, 8), "float16")
+        writer.open_modality("audio", {"b": 1}, (3, 8), "float16")
         writer.write("audio", ragged(clips))
     with h5py.File(path, "a") as h5:
         h5.attrs["schema_version"] = 99
@@ -209,7 +209,7 @@ def test_errors_for_foreign_truncated_missing_and_locked_files(tmp_path):
 def test_write_rejects_wrong_shapes_and_unknown_clips(tmp_path):
     clips = make_clips(3)
     with CacheWriter(tmp_path / "c.h5", dataset="d", clips=clips) as writer:
-        writer.prepare("audio", {"b": 1}, (3, 8), "float16")
+        writer.open_modality("audio", {"b": 1}, (3, 8), "float16")
         with pytest.raises(CacheError, match="clip0000.*expected"):
             writer.write("audio", {"clip0000": np.zeros((4, 2, 8), np.float16)})
         with pytest.raises(CacheError, match="'nope' is not in the cache"):
@@ -221,7 +221,7 @@ def test_write_rejects_wrong_shapes_and_unknown_clips(tmp_path):
 
 def write_shard(path, clips, values, fingerprint):
     with CacheWriter(path, dataset="d", clips=clips, label_names=LABELS) as writer:
-        writer.prepare("audio", fingerprint, (3, 8), "float16")
+        writer.open_modality("audio", fingerprint, (3, 8), "float16")
         writer.write("audio", {c.id: values[c.id] for c in clips[1:]})
         writer.fail("audio", clips[0].id, "corrupt wav")
 
@@ -262,7 +262,7 @@ def test_reopening_with_changed_transcripts_and_videos_resets_only_what_reads_th
     clips = [replace(c, audio=None, video=str(video)) if c.id == "clip0002" else c for c in make_clips(4)]
     with CacheWriter(path, dataset="d", clips=clips) as writer:
         for modality in ("audio", "text", "faces"):
-            writer.prepare(modality, {"b": 1}, (1, 8), "float16")
+            writer.open_modality(modality, {"b": 1}, (1, 8), "float16")
             writer.write(modality, ragged(clips, layers=1))
     changed = [replace(c, text="new words") if c.id == "clip0000" else c for c in clips]
     video.write_bytes(b"second take")  # the video's size and mtime change
@@ -280,7 +280,7 @@ def test_an_older_cache_without_media_stamps_gets_them_without_reextracting(tmp_
     wav.write_bytes(b"RIFF....")
     clips = [Clip(id="a", label="angry", speaker="s", audio=str(wav))]
     with CacheWriter(path, dataset="d", clips=clips) as writer:
-        writer.prepare("audio", {"b": 1}, (1, 8), "float16")
+        writer.open_modality("audio", {"b": 1}, (1, 8), "float16")
         writer.write("audio", ragged(clips, layers=1))
     with h5py.File(path, "a") as h5:  # as a cache written before the stamps were recorded
         del h5["clips/audio_stamp"], h5["clips/video_stamp"]

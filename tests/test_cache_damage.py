@@ -148,7 +148,7 @@ def test_non_finite_features_are_never_stored_and_an_older_cache_holding_them_is
     reader = CacheReader(path)
     first = reader.clips.ids[0]
     with CacheWriter(path) as writer:
-        writer.prepare("visual", {"backbone": "v"}, (1, 4), "float16")
+        writer.open_modality("visual", {"backbone": "v"}, (1, 4), "float16")
         for bad in (np.nan, np.inf, 1e6):  # 1e6 overflows float16 to inf
             with pytest.raises(CacheError, match=f"clip '{first}' visual holds NaN/inf"):
                 writer.write("visual", {first: np.full((3, 1, 4), bad, np.float32)})

@@ -31,7 +31,7 @@ HOLDER = textwrap.dedent(
     except CacheError as err:
         print("refused:", err, flush=True)
         sys.exit(3)
-    writer.prepare("audio", {{"b": 1}}, (3, 8), "float16")
+    writer.open_modality("audio", {{"b": 1}}, (3, 8), "float16")
     pending = set(writer.pending("audio"))
     writer.write("audio", {{c: v for c, v in ragged(clips).items() if c in pending}})
     print("open", flush=True)
@@ -87,7 +87,7 @@ def test_a_lock_from_another_host_is_refused_and_a_garbled_or_dead_one_is_not(tm
     old = 1_000_000_000
     os.utime(lock_path(path), (old, old))  # long since written: its writer died mid-write
     with CacheWriter(path, dataset="d", clips=clips) as writer:
-        writer.prepare("audio", {"b": 1}, (3, 8), "float16")
+        writer.open_modality("audio", {"b": 1}, (3, 8), "float16")
         writer.write("audio", ragged(clips))
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -118,7 +118,7 @@ def test_merge_refuses_a_target_another_writer_holds(tmp_path):
     shard = tmp_path / "s.h5"
     clips = make_clips(4)
     with CacheWriter(shard, dataset="d", clips=clips) as writer:
-        writer.prepare("audio", {"b": 1}, (3, 8), "float16")
+        writer.open_modality("audio", {"b": 1}, (3, 8), "float16")
         writer.write("audio", ragged(clips))
     target = tmp_path / "t.h5"
     _fake_lock(target, host=socket.gethostname(), pid=os.getpid(), start=_start_time(os.getpid()))

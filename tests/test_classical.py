@@ -17,7 +17,7 @@ import torch
 from emo.cache import CacheReader
 from emo.errors import EmoError
 from emo.fusion import evaluate, fit, load_data, load_run, summarize_runs, sweep
-from emo.fusion.train import predict as head_predict
+from emo.fusion.train import infer_probabilities as head_predict
 from synthetic_cache import make_synthetic_cache
 
 SHAPES = {"audio": (2, 6), "text": (1, 4)}

@@ -281,7 +281,7 @@ def test_real_korean_speech_speaker_kfold_audio_head(shared_data, tmp_path):
     mean, std = stacked.mean(axis=0), stacked.std(axis=0)
     cache = tmp_path / "kor.h5"
     with CacheWriter(cache, dataset="kor-emotion", clips=clips) as writer:
-        writer.prepare("audio", {"backbone": "test-logmel", "n_mels": 40, "hop_ms": 160}, (1, 40), "float16")
+        writer.open_modality("audio", {"backbone": "test-logmel", "n_mels": 40, "hop_ms": 160}, (1, 40), "float16")
         writer.write("audio", {cid: ((x - mean) / std)[:, None, :].astype(np.float16) for cid, x in features.items()})
 
     result = fit(cache, head="audio", split="kfold-speaker:5", epochs=20, lr=1e-3, seed=0, quiet=True,

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from emo.fusion.data import CachedData, ModalityData, load_data
-from emo.fusion.train import predict as infer
+from emo.fusion.train import infer_probabilities
 from synthetic_cache import make_synthetic_cache
 
 
@@ -69,7 +69,7 @@ def test_inference_needs_no_labels(tmp_path):
     )
     assert scoring.labels is None and len(scoring) == len(loaded)
     head, rows = MeanHead(["audio"], 8), np.arange(len(loaded))
-    probs, loss = infer(head, scoring, rows, ["audio"], torch.device("cpu"), batch_size=8)
-    labelled, labelled_loss = infer(head, loaded, rows, ["audio"], torch.device("cpu"), loaded.labels, batch_size=8)
+    probs, loss = infer_probabilities(head, scoring, rows, ["audio"], torch.device("cpu"), batch_size=8)
+    labelled, labelled_loss = infer_probabilities(head, loaded, rows, ["audio"], torch.device("cpu"), loaded.labels, batch_size=8)
     assert loss is None and labelled_loss > 0
     np.testing.assert_allclose(probs, labelled)

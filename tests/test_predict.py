@@ -142,7 +142,7 @@ def test_training_clips_get_their_training_probabilities(demo, run_avt):
 
 def test_kfold_run_averages_its_fold_models_on_the_cached_features(demo):
     from emo.fusion import load_data, load_run
-    from emo.fusion.train import predict as head_predict
+    from emo.fusion.train import infer_probabilities as head_predict
 
     run = _fit(demo, "audio-kfold", "audio", ["audio"], split="kfold:2")
     clip_id = "spk3_sad_00"

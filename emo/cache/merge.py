@@ -92,7 +92,7 @@ def _write_merged(partial: Path, readers, modalities, clips, dataset, summary: M
         for modality in modalities:
             holders = [r for r in readers if modality in r.modalities]
             info = holders[0].info(modality)
-            writer.prepare(modality, info.fingerprint, info.row_shape, info.dtype, options=info.options)
+            writer.open_modality(modality, info.fingerprint, info.row_shape, info.dtype, options=info.options)
             stored: set[str] = set()
             dropped = 0
             for reader in holders:

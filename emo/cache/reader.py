@@ -72,7 +72,7 @@ class ModalityInfo:
     reasons: list[str]
     offsets: np.ndarray  # (N, 2)
     rows: int
-    options: dict  # how the extractor was asked for (see CacheWriter.prepare); {} when unrecorded
+    options: dict  # how the extractor was asked for (see CacheWriter.open_modality); {} when unrecorded
 
 
 class CacheReader:

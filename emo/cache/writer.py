@@ -102,7 +102,7 @@ class CacheWriter:
         return [m for m in MODALITIES if m in self.h5]
 
     # -- modalities -------------------------------------------------------------------
-    def prepare(
+    def open_modality(
         self,
         modality: str,
         fingerprint: dict,
@@ -143,6 +143,10 @@ class CacheWriter:
             "data", shape=(0, *row_shape), maxshape=(None, *row_shape), dtype=dtype, chunks=(chunk_rows(row_bytes), *row_shape),
             fletcher32=True,  # a checksum per chunk: damaged bytes fail the read instead of passing as features
         )
+        # On disk the ragged index is `offsets` (N, 2): each clip row's [start, end) span of `data`
+        # ("spans" in code; clips in table order, rows in write order, so spans need not be sorted).
+        # Readers turn spans into the two other encodings: Sequences.offsets, (N + 1,) cumulative
+        # boundaries of a contiguous copy, and the in-memory starts + lengths of emo.fusion.data.
         group.create_dataset("offsets", data=np.zeros((n, 2), np.int64), maxshape=(None, 2), chunks=(4096, 2), fletcher32=True)
         group.create_dataset("status", data=np.zeros(n, np.uint8), maxshape=(None,), chunks=(4096,), fletcher32=True)
         group.create_dataset("reason", data=np.array([""] * n, dtype=object), dtype=h5py.string_dtype(), maxshape=(None,), chunks=(1024,))
@@ -157,13 +161,14 @@ class CacheWriter:
         group = self.h5[modality]
         status = group["status"][:]
         ok = status == STATUS_OK
-        end = int(group["offsets"][:, 1][ok].max()) if ok.any() else 0
+        spans = group["offsets"][:]
+        end = int(spans[:, 1][ok].max()) if ok.any() else 0
         if group["data"].shape[0] != end:
             group["data"].resize(end, axis=0)
 
     def _group(self, modality: str):
         if modality not in self.h5:
-            raise CacheError(f"{self.path}: modality {modality!r} was not prepared")
+            raise CacheError(f"{self.path}: modality {modality!r} was not opened (open_modality)")
         return self.h5[modality]
 
     def status_codes(self, modality: str) -> np.ndarray:
@@ -208,7 +213,7 @@ class CacheWriter:
         ends = start + np.cumsum(lengths)
         data.resize(int(ends[-1]), axis=0)
         data[start:] = np.concatenate(stored)
-        group["offsets"][rows.tolist()] = np.stack([ends - lengths, ends], axis=1)
+        group["offsets"][rows.tolist()] = np.stack([ends - lengths, ends], axis=1)  # the batch's spans
         group["reason"][rows.tolist()] = np.array([""] * len(ids), dtype=object)
         self.h5.flush()
         # The commit point: statuses turn ok only once data and offsets are flushed.

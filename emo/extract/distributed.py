@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from emo.extract.options import ExtractOptions
-    from emo.extract.runner import ExtractionSummary, ModalitySummary
+    from emo.extract.runner import ExtractionSummary, ModalityExtraction
 
 T = TypeVar("T")
 
@@ -289,7 +289,7 @@ def _prepare_target(path: Path, dataset: str, scan, extractors, recorded, force:
         if on_table is not None:
             on_table(writer.table_changes)
         for modality, extractor in extractors.items():
-            action = writer.prepare(
+            action = writer.open_modality(
                 modality, extractor.fingerprint(), tuple(extractor.row_shape), extractor.dtype, force=force,
                 options=recorded[modality],
             )
@@ -317,8 +317,8 @@ def _merge_and_summarise(
     scan,
     extractors,
     target_state: Mapping[str, tuple[str, int]],
-    shard_summaries: Sequence[list["ModalitySummary"]],
-) -> list["ModalitySummary"]:
+    shard_summaries: Sequence[list["ModalityExtraction"]],
+) -> list["ModalityExtraction"]:
     """Rank 0: merge the existing cache and the shards into the target, delete the shards, and
     count what the target now holds for this run's clips."""
     from emo.cache import CacheReader, merge_caches

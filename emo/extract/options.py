@@ -127,7 +127,7 @@ ONLY_WHEN_GIVEN = frozenset({"whisper_input"})
 
 
 def extract_options_for(modality: str, options: ExtractOptions) -> dict[str, Any]:
-    """How `modality`'s extractor was asked for, as recorded in the cache (CacheWriter.prepare(options=)).
+    """How `modality`'s extractor was asked for, as recorded in the cache (CacheWriter.open_modality(options=)).
 
     Values are kept as the user gave them (None = the extractor's default), since the fingerprint
     names the backbone that way too; `options_from_recorded` turns the dict back into options.

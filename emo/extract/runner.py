@@ -1,7 +1,7 @@
 """`emo extract` as a library: dataset -> extractors -> resumable HDF5 cache.
 
 For each modality the runner compares the extractor's fingerprint with the cache's
-(`CacheWriter.prepare`: kept / new / rebuilt), takes the clips still pending, runs them
+(`CacheWriter.open_modality`: kept / new / rebuilt), takes the clips still pending, runs them
 through the encode loop (`emo.extract.encode.encode_clips`: prepared on CPU threads ahead of
 the encoder, batches cut by cost, cast as stored) and writes each batch atomically. A killed
 run therefore resumes after its last written batch, and a clip that fails is recorded
@@ -39,7 +39,9 @@ MAX_REASONS_KEPT = 5
 
 
 @dataclass
-class ModalitySummary:
+class ModalityExtraction:
+    """What one `emo extract` run did for one modality (not what a cache holds: emo.cache.inspect)."""
+
     modality: str
     backbone: str
     action: str  # what the cache did with this modality: "new" | "kept" | "rebuilt"
@@ -61,7 +63,7 @@ class ExtractionSummary:
     shard: tuple[int, int] | None
     skipped: int  # files the dataset adapter skipped
     skipped_reasons: list[str]
-    modalities: list[ModalitySummary]
+    modalities: list[ModalityExtraction]
     processes: int = 1  # torchrun's WORLD_SIZE: how many processes shared the work
     rank: int = 0  # this process's rank (only rank 0 reports)
     table: "TableChanges | None" = None  # what a rerun changed in the cache's clip table
@@ -283,7 +285,7 @@ def extract_into_cache(
     console: "Console | None" = None,
     drop_absent: bool = False,
     on_table: "Callable[[TableChanges], Any] | None" = None,
-) -> list[ModalitySummary]:
+) -> list[ModalityExtraction]:
     """Write every pending clip of each extractor's modality into the cache; resumable, per-clip failures recorded.
 
     retry_failed: failed clips are turned back to pending first. skip: per modality, clip ids
@@ -310,7 +312,7 @@ def extract_into_cache(
             for modality, extractor in extractors.items():
                 started = time.perf_counter()
                 fingerprint = extractor.fingerprint()
-                action = writer.prepare(
+                action = writer.open_modality(
                     modality, fingerprint, tuple(extractor.row_shape), extractor.dtype, force=force,
                     options=(extract_options or {}).get(modality),
                 )
@@ -389,7 +391,7 @@ def _record_failure(writer: "CacheWriter", modality: str, clip: Clip, error: Bas
 def summarise_modality(
     reader, run_ids: Sequence[str], modality: str, backbone: str, action: str, extracted: int, seconds: float,
     retried: int = 0,
-) -> ModalitySummary:
+) -> ModalityExtraction:
     """Counts over this run's clips only (a cache may hold more: another root, earlier shards)."""
     import numpy as np
 
@@ -399,7 +401,7 @@ def summarise_modality(
     all_codes, all_reasons = reader.status(modality)
     codes = all_codes[rows]
     unfinished = rows[(codes == STATUS_MISSING) | (codes == STATUS_FAILED)]
-    return ModalitySummary(
+    return ModalityExtraction(
         modality=modality,
         backbone=backbone,
         action=action,

@@ -129,7 +129,7 @@ def prepare_cross(
 
 def score_heads(heads: Sequence, cross: CrossCorpus, device, batch_size: int = 128) -> tuple[dict, Predictions]:
     """Metrics over the shared classes (k-fold runs: every fold model on every clip, mean and std)."""
-    from emo.fusion.train import predict
+    from emo.fusion.train import infer_probabilities
 
     run_classes = cross.mapping.run_classes
     shared = cross.mapping.shared
@@ -140,7 +140,7 @@ def score_heads(heads: Sequence, cross: CrossCorpus, device, batch_size: int = 1
     parts, fold_metrics = [], []
     for fold, head in enumerate(heads):
         head.to(device)
-        probs, _ = predict(head, cross.data, rows, cross.keys, device, cross.true, batch_size)
+        probs, _ = infer_probabilities(head, cross.data, rows, cross.keys, device, cross.true, batch_size)
         head.cpu()
         predicted = shared_index[probs[:, shared_index].argmax(axis=1)]
         part = Predictions(cross.ids, cross.true[rows], predicted, probs, np.full(len(rows), fold), list(run_classes))

@@ -23,7 +23,7 @@ from emo.fusion.metrics import aggregate_folds, score
 from emo.fusion.predictions import Predictions
 from emo.fusion.run_dir import load_run
 from emo.accel import resolve_device
-from emo.fusion.train import deterministic, predict
+from emo.fusion.train import deterministic, infer_probabilities
 
 
 @dataclass
@@ -135,7 +135,7 @@ def evaluate(
                                f"(e.g. {lost[0]})")
             rows = np.array([index[c] for c in ids], dtype=np.int64)
             head.to(device)
-            probs, _ = predict(head, data, rows, keys, device, data.labels, batch_size)
+            probs, _ = infer_probabilities(head, data, rows, keys, device, data.labels, batch_size)
             head.cpu()
             part = Predictions([data.ids[r] for r in rows], data.labels[rows], probs.argmax(axis=1), probs,
                                np.full(len(rows), fold), class_names)

@@ -24,7 +24,7 @@ from emo.fusion.predictions import Predictions
 from emo.fusion.sampling import dedup_text, per_class
 from emo.fusion.splits import make_folds, parse_split
 from emo.accel import resolve_device
-from emo.fusion.train import deterministic, predict, train_fold
+from emo.fusion.train import deterministic, infer_probabilities, train_fold
 from emo.layer_spec import layers_by_modality
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ def fit(
                 if getattr(model, "fitted_by_sklearn", False):  # from the pooled features it was fitted on
                     probs = model.probabilities(data, keys, test_rows)
                 else:
-                    probs, _ = predict(model, data, test_rows, keys, device, labels, settings.eval_batch_size)
+                    probs, _ = infer_probabilities(model, data, test_rows, keys, device, labels, settings.eval_batch_size)
                 part = Predictions(
                     ids=[data.ids[r] for r in test_rows], true=labels[test_rows], predicted=probs.argmax(axis=1),
                     probs=probs, fold=np.full(len(test_rows), fold.index), class_names=class_names,

@@ -136,7 +136,7 @@ def length_batches(rows: np.ndarray, lengths: np.ndarray, batch_size: int, rng: 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def predict(
+def infer_probabilities(
     head, data: CachedData, rows: np.ndarray, keys: Sequence[str], device, labels: np.ndarray | None = None,
     batch_size: int = 128,
 ):
@@ -305,7 +305,7 @@ def train_fold(
         check_finite_loss(record["train_loss"], "training", epoch, settings)
 
         if len(val_rows):
-            probs, val_loss = predict(head, data, val_rows, keys, device, labels, settings.eval_batch_size)
+            probs, val_loss = infer_probabilities(head, data, val_rows, keys, device, labels, settings.eval_batch_size)
             score = weighted_f1(labels[val_rows], probs.argmax(axis=1))
             record.update(val_loss=val_loss, val_weighted_f1=score)
             check_finite_loss(val_loss, "validation", epoch, settings)

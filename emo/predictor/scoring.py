@@ -7,7 +7,7 @@
 The head's input is built exactly as `emo fit` built it from the cache: each sequence is
 cast to the cached dtype, the layers the run trained on are kept, and batches go through
 the same ragged gather (`emo.fusion.data.ModalityData`) and the same inference step
-(`emo.fusion.train.predict`). A k-fold run averages its fold models' probabilities.
+(`emo.fusion.train.infer_probabilities`). A k-fold run averages its fold models' probabilities.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ class Predictor:
     def _score(self, rows: list[int], extracted: dict[str, _Extracted], batch_size: int,
                speaker: str | None = None) -> np.ndarray:
         """(len(rows), n_classes) probabilities, the mean over the fold models."""
-        from emo.fusion.train import predict as predict_probs
+        from emo.fusion.train import infer_probabilities
 
         data = self._scoring_data(rows, extracted, speaker)
         if self.normalization is not None:
@@ -242,7 +242,7 @@ class Predictor:
         positions = np.arange(len(rows))
         total = None
         for head in self.heads:
-            probs, _ = predict_probs(head, data, positions, self.modalities, self.device, batch_size=batch_size)
+            probs, _ = infer_probabilities(head, data, positions, self.modalities, self.device, batch_size=batch_size)
             total = probs if total is None else total + probs
         return total / len(self.heads)
 
