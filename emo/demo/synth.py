@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emo.constants import SAMPLE_RATE
+
 EMOTIONS = ("angry", "happy", "neutral", "sad")
-SAMPLE_RATE = 16000
 FPS = 25
 SIZE = 256
 

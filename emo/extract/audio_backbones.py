@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from emo.constants import DEFAULT_AUDIO_BACKBONE
 from emo.errors import BackboneError
 from emo.extract.audio_classic import BUILTIN_AUDIO, ClassicAudioExtractor
 from emo.extract.audio_hf import AudioExtractor
 from emo.extract.audio_whisper import DEFAULT_INPUT_MODE, WhisperExtractor, is_whisper_folder
 from emo.extract.whisper_builtin import BUILTIN_WHISPER
-
-DEFAULT_AUDIO_BACKBONE = "facebook/wav2vec2-large-robust"
 
 
 def make_audio_extractor(

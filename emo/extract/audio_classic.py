@@ -16,12 +16,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from emo.clip import Clip
+from emo.constants import FLOAT16_MAX
 from emo.errors import BackboneError, ClipError, ClipMissing
 from emo.extract.audio_decode import SAMPLE_RATE, load_audio
 from emo.layer_spec import encoder_layers
 
 SCHEMA = 1
-FLOAT16_MAX = 65504.0
 OPENSMILE_SETS = {"egemaps": "eGeMAPSv02", "compare": "ComParE_2016"}
 BUILTIN_AUDIO = ("egemaps", "compare", "logmel")
 # Measured with opensmile 2.6.0: both LLD sets need 60 ms; a shorter signal yields one all-NaN frame.

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emo.constants import SAMPLE_RATE
 from emo.errors import ClipError, ClipMissing
 
-SAMPLE_RATE = 16000
 # Extensions libsndfile reads itself; anything else (video containers, m4a, aac...) goes to ffmpeg.
 SOUNDFILE_SUFFIXES = frozenset(
     {".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".aiff", ".aif", ".au", ".caf", ".w64"}

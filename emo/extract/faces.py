@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from emo.clip import Clip
+from emo.constants import DEFAULT_FACE_SIZE, DEFAULT_FRAMES
 from emo.errors import ClipMissing
 from emo.extract.retinaface_onnx import (
     DEFAULT_DETECT_SIZE,
@@ -26,8 +27,6 @@ from emo.extract.retinaface_onnx import (
 )
 
 SCHEMA_VERSION = 1
-DEFAULT_FACE_SIZE = 224
-DEFAULT_FRAMES = 16
 MISSING_POLICIES = ("fill", "drop")
 
 # The ArcFace / insightface 5-point template for 112x112 crops: eye, eye, nose tip,

@@ -20,6 +20,7 @@ import numpy as np
 
 from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
+from emo.constants import DEFAULT_FACE_SIZE, DEFAULT_FRAMES
 from emo.errors import BackboneError, ClipMissing
 from emo.layer_spec import encoder_layers
 from emo.extract.text_backbone import (
@@ -192,8 +193,8 @@ class VisualExtractor:
         backbone: str,
         layers: str | Sequence[int] = "last",
         fps: float | None = None,
-        frames: int | None = 16,
-        face_size: int = 224,
+        frames: int | None = DEFAULT_FRAMES,
+        face_size: int = DEFAULT_FACE_SIZE,
         missing_frames: str | None = None,
         device: str = "cpu",
         pooling: str = "auto",
@@ -326,8 +327,8 @@ def make_visual_extractor(
         backbone,
         layers=layers or "last",
         fps=fps,
-        frames=frames if frames is not None or fps is not None else 16,
-        face_size=face_size or 224,
+        frames=frames if frames is not None or fps is not None else DEFAULT_FRAMES,
+        face_size=face_size or DEFAULT_FACE_SIZE,
         device=device,
         **options,
     )

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-DEFAULT_AUDIO_BACKBONE = "facebook/wav2vec2-large-robust"
-DEFAULT_TEXT_BACKBONE = "beomi/KcELECTRA-base-v2022"
+from emo.constants import DEFAULT_AUDIO_BACKBONE, DEFAULT_TEXT_BACKBONE
+
 EXTRACT_MODALITIES = ("audio", "text", "faces", "visual")
 
 # Batch budgets in each extractor's own `cost` units. Audio is seconds of audio (what

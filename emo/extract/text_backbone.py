@@ -21,12 +21,11 @@ import numpy as np
 
 from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
+from emo.constants import DEFAULT_TEXT_BACKBONE, FLOAT16_MAX
 from emo.errors import BackboneError, ClipMissing
 from emo.layer_spec import encoder_layers
 
 SCHEMA_VERSION = 1
-DEFAULT_TEXT_BACKBONE = "beomi/KcELECTRA-base-v2022"
-FLOAT16_MAX = 65504.0
 
 
 # ---- shared with the image encoder ----------------------------------------------------

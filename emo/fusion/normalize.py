@@ -24,13 +24,13 @@ from typing import Sequence
 
 import numpy as np
 
+from emo.constants import FLOAT16_MAX
 from emo.errors import EmoError
 
 MODES = ("none", "speaker")
 MIN_CLIPS = 2
 TRANSDUCTIVE = ("transductive: every speaker's features, the test speakers' included, are standardised with "
                 "that speaker's own unlabelled clips")
-_FLOAT16_MAX = 65504.0
 
 
 def record(mode: str, info: dict | None = None) -> dict | None:
@@ -105,7 +105,7 @@ def _normalized_modality(m, names: np.ndarray, codes: np.ndarray):
             mean, std = _stats(m.data, frames)
         index = torch.from_numpy(frames).to(m.data.device)
         scaled = (m.data[index].double() - mean) / std
-        out[index] = scaled.clamp(-_FLOAT16_MAX, _FLOAT16_MAX).to(m.data.dtype)
+        out[index] = scaled.clamp(-FLOAT16_MAX, FLOAT16_MAX).to(m.data.dtype)
     result = dataclasses.replace(m, data=out)
     if id(m.data) not in _NORMALIZED:
         weakref.finalize(m.data, _NORMALIZED.pop, id(m.data), None)
