@@ -50,16 +50,11 @@ def _main_process() -> bool:
     return is_main_process()
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""
-
-
 class EmoGroup(TyperGroup):
     """The `emo` command group: every subcommand's exceptions end here as one line."""
 
     def invoke(self, ctx: typer.Context):
-        from emo.errors import EmoError
+        from emo.errors import EmoError, describe
 
         debug = bool(ctx.params.get("debug")) or debug_enabled()
         try:
@@ -78,6 +73,5 @@ class EmoGroup(TyperGroup):
         except Exception as exc:  # the boundary: anything unforeseen is one line plus how to see more
             if debug:
                 raise
-            message = f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")
-            print_error(f"{message} (an unexpected error; rerun with {DEBUG_ENV}=1 or `emo --debug ...` for the traceback)")
+            print_error(f"{describe(exc)} (an unexpected error; rerun with {DEBUG_ENV}=1 or `emo --debug ...` for the traceback)")
             raise typer.Exit(1) from None

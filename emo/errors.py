@@ -34,3 +34,15 @@ class ClipMissing(ClipError):
     """The clip has no such modality (empty transcript, no face, no video): recorded as missing."""
 
     status = "missing"
+
+
+# How much of an unforeseen exception's message a one-line error or a recorded reason keeps.
+DESCRIBE_CHARS = 200
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: first line of the message` (at most DESCRIBE_CHARS of it), or `Type` alone when the
+    message is empty: an exception we did not raise ourselves, told in one line."""
+    lines = str(exc).strip().splitlines()
+    name = type(exc).__name__
+    return f"{name}: {lines[0].strip()[:DESCRIBE_CHARS]}" if lines else name

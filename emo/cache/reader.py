@@ -17,7 +17,7 @@ from emo.cache.schema import MODALITIES, STATUS_NAMES, STATUS_OK
 from emo.cache.sequences import Sequences, gather_rows
 from emo.cache.validation import check_structure, corrupt
 from emo.clip import Clip
-from emo.errors import CacheError
+from emo.errors import CacheError, describe
 
 
 def _strings(dataset) -> list[str]:
@@ -84,7 +84,7 @@ class CacheReader:
                 check_structure(h5, self.path)
                 self._read_metadata(h5)
             except (KeyError, OSError) as exc:
-                raise corrupt(self.path, f"{type(exc).__name__}: {str(exc)[:120]}") from None
+                raise corrupt(self.path, describe(exc)) from None
 
     def _read_metadata(self, h5) -> None:
         self.dataset = str(h5.attrs.get("dataset", ""))

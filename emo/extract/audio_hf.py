@@ -22,7 +22,7 @@ import numpy as np
 
 from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
-from emo.errors import BackboneError, ClipError, ClipMissing
+from emo.errors import BackboneError, ClipError, ClipMissing, describe
 from emo.extract.audio_decode import load_audio
 from emo.layer_spec import encoder_layers
 
@@ -105,7 +105,7 @@ class AudioExtractor:
         except Exception as exc:
             raise BackboneError(
                 f"{backbone}: no usable feature extractor config (preprocessor_config.json) in {self.resolved.path}: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+                f"{describe(exc)}"
             ) from None
         if not hasattr(self.feature_extractor, "do_normalize") or not hasattr(self.feature_extractor, "sampling_rate"):
             raise BackboneError(
@@ -117,7 +117,7 @@ class AudioExtractor:
         except Exception as exc:
             raise BackboneError(
                 f"{backbone}: cannot load the model from {self.resolved.path}: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+                f"{describe(exc)}"
             ) from None
         if not hasattr(model, "_get_feat_extract_output_lengths"):
             raise BackboneError(

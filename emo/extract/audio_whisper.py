@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from emo.clip import Clip
-from emo.errors import BackboneError
+from emo.errors import BackboneError, describe
 from emo.accel import autocast, choose_precision, resolve_device
 from emo.extract.audio_hf import balanced_windows, load_clip_audio
 from emo.layer_spec import encoder_layers
@@ -169,7 +169,7 @@ class WhisperExtractor:
         except Exception as exc:
             raise BackboneError(
                 f"{self.backbone}: no usable Whisper config.json / preprocessor_config.json in {path}: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+                f"{describe(exc)}"
             ) from None
         return build_encoder(config, _encoder_state(path), self.backbone)
 

@@ -41,7 +41,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
-from emo.errors import EmoError
+from emo.errors import EmoError, describe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -149,8 +149,7 @@ class _Group:
             failure = str(err)
         except Exception as err:  # a bug: the others must still hear of it instead of waiting forever
             traceback.print_exc()  # now, while this process surely lives (torchrun ends it when another exits)
-            text = str(err).strip().splitlines()
-            failure = f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+            failure = describe(err)
         payload = share(result) if share is not None and failure is None else None
         outcomes: list[Any] = [None] * self.context.world_size
         self.dist.all_gather_object(outcomes, (failure, payload))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from emo.clip import Clip
-from emo.errors import BackboneError, ClipError
+from emo.errors import BackboneError, ClipError, describe
 from emo.extract.batching import Prepared, batches_by_cost, prepare_ahead
 from emo.extract.options import DEFAULT_BUDGETS
 
@@ -90,8 +90,7 @@ def failure_reason(error: BaseException) -> str:
     exception's type and first line (a decoder bug or an odd file, not worth a traceback per clip)."""
     if isinstance(error, ClipError):
         return error.reason
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text}".rstrip(": ")
+    return describe(error)
 
 
 def encode_batch(extractor: "Extractor", batch: list[Prepared]) -> list[tuple[Prepared, Any]]:

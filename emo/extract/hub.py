@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from emo.errors import BackboneError
+from emo.errors import BackboneError, describe
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".msgpack", ".h5")
 HASHED_NAMES = ("config.json", "preprocessor_config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json")
@@ -104,7 +104,7 @@ def resolve_pretrained(name: str, flag: str = "--audio-backbone") -> ResolvedMod
         path = snapshot_download(name, allow_patterns=_PATTERNS, local_files_only=_local_only())
     except Exception as exc:  # hub unreachable, unknown repo, offline without a cached copy
         raise BackboneError(
-            f"{name}: cannot load from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+            f"{name}: cannot load from the Hugging Face hub ({describe(exc)}); "
             "download it where the hub is reachable and pass the local folder instead, "
             f"e.g. {flag} /models/{name.rstrip('/').rsplit('/', 1)[-1] or 'my-model'}"
         ) from None

@@ -21,11 +21,10 @@ import numpy as np
 from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
 from emo.constants import DEFAULT_FACE_SIZE, DEFAULT_FRAMES
-from emo.errors import BackboneError, ClipMissing
+from emo.errors import BackboneError, ClipMissing, describe
 from emo.layer_spec import encoder_layers
 from emo.extract.text_backbone import (
     SCHEMA_VERSION,
-    first_line,
     load_pretrained_model,
     to_float16,
 )
@@ -135,7 +134,7 @@ def load_image_processor(resolved):
         return AutoImageProcessor.from_pretrained(resolved.path, local_files_only=True)
     except Exception as exc:
         raise BackboneError(
-            f"{resolved.name}: cannot load its image processor from {resolved.path} ({first_line(exc)}); the folder needs "
+            f"{resolved.name}: cannot load its image processor from {resolved.path} ({describe(exc)}); the folder needs "
             "preprocessor_config.json next to config.json (save the model's AutoImageProcessor with save_pretrained)"
         ) from None
 
@@ -247,7 +246,7 @@ class VisualExtractor:
         except Exception as exc:
             raise BackboneError(
                 f"{backbone}: cannot encode a {crop_shape[0]}x{crop_shape[1]} face crop "
-                f"({first_line(exc)}); "
+                f"({describe(exc)}); "
                 "check --face-size against the encoder's image size and its preprocessor_config.json"
             ) from None
 

@@ -22,7 +22,7 @@ import numpy as np
 from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
 from emo.constants import DEFAULT_TEXT_BACKBONE, FLOAT16_MAX
-from emo.errors import BackboneError, ClipMissing
+from emo.errors import BackboneError, ClipMissing, describe
 from emo.layer_spec import encoder_layers
 
 SCHEMA_VERSION = 1
@@ -38,12 +38,6 @@ def to_float16(tensor) -> np.ndarray:
     return tensor.float().clamp(-FLOAT16_MAX, FLOAT16_MAX).to(torch.float16).cpu().numpy()
 
 
-def first_line(exc: BaseException) -> str:
-    """`Type: first line of the message`, short enough for a one-line error."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
-
-
 def load_pretrained_model(resolved, device, flag: str):
     """AutoModel from a resolved folder, fp32 weights, eval mode; BackboneError naming the fix."""
     import torch
@@ -54,7 +48,7 @@ def load_pretrained_model(resolved, device, flag: str):
     except Exception as exc:  # missing weights, unknown architecture, corrupt file...
         raise BackboneError(
             f"{resolved.name}: cannot load a model from {resolved.path} "
-            f"({first_line(exc)}); "
+            f"({describe(exc)}); "
             f"pass a local folder holding config.json and the weights (a save_pretrained output), "
             f"e.g. {flag} /models/my-encoder"
         ) from None
@@ -106,7 +100,7 @@ def load_tokenizer(resolved):
                 tokenizer.model_max_length = int(options["model_max_length"])
     except Exception as exc:
         raise BackboneError(
-            f"{resolved.name}: cannot load a tokenizer from {resolved.path} ({first_line(exc)}); the folder needs tokenizer.json "
+            f"{resolved.name}: cannot load a tokenizer from {resolved.path} ({describe(exc)}); the folder needs tokenizer.json "
             "or vocab.txt (WordPiece) next to config.json"
         ) from None
     if vocab is not None and tokenizer.vocab_size != len(set(vocab)):
