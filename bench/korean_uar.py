@@ -107,7 +107,7 @@ QUICK_CONFIGS = (Config("small", SMALL, epochs=25, patience=8),)
 def build_caches(root: Path, out: Path, features, workers: int) -> dict[str, Path]:
     """`emo extract kor-emotion ROOT --modalities audio --audio-backbone B -o out/B.h5` per B (kept when done)."""
     from emo.extract.options import ExtractOptions
-    from emo.extract.runner import run_extraction
+    from emo.extract import run_extraction
 
     paths = {}
     for backbone in features:

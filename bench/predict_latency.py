@@ -29,7 +29,7 @@ def build_run(root: Path, audio: str, clips_per_cell: int, epochs: int) -> tuple
     """(run directory, [(mp4, wav, transcript)] of every generated clip)."""
     from emo.demo.synth import make_demo_dataset
     from emo.extract.options import ExtractOptions
-    from emo.extract.runner import run_extraction
+    from emo.extract import run_extraction
     from emo.fusion import fit
 
     manifest = make_demo_dataset(root / "data", clips_per_speaker_emotion=clips_per_cell)

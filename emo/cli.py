@@ -243,7 +243,7 @@ def extract_command(
     from emo.extract.distributed import end_distributed, is_main_process
     from emo.extract.options import default_workers, parse_modalities, parse_shard
     from emo.extract.report import summary_table
-    from emo.extract.runner import run_extraction
+    from emo.extract import run_extraction
     from emo.key_value import split_key_value
 
     try:

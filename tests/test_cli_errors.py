@@ -102,7 +102,7 @@ def test_extract_error_under_torchrun_is_printed_by_rank_0_before_the_ranks_leav
         raise EmoError("tiny: weights unreadable")
 
     printing = emo.cli_errors.print_error
-    monkeypatch.setattr(emo.extract.runner, "run_extraction", failing)
+    monkeypatch.setattr(emo.extract, "run_extraction", failing)
     monkeypatch.setattr(emo.extract.distributed, "end_distributed", lambda: events.append("leave"))
     monkeypatch.setattr(emo.cli_errors, "print_error", lambda message: (events.append("print"), printing(message)))
     torchrun = {"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2"}

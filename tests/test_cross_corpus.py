@@ -274,7 +274,7 @@ def korean_corpora(shared_data, tmp_path_factory):
     import os
 
     from emo.extract.options import ExtractOptions
-    from emo.extract.runner import run_extraction
+    from emo.extract import run_extraction
 
     root = tmp_path_factory.mktemp("korean")
     kor = shared_data / "kor_emotiontts"

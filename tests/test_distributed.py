@@ -64,7 +64,7 @@ def test_default_workers_share_the_cores_among_a_nodes_processes(monkeypatch):
 
 
 def test_shard_option_under_torchrun_is_refused(monkeypatch, tmp_path):
-    from emo.extract.runner import run_extraction
+    from emo.extract import run_extraction
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
@@ -212,3 +212,16 @@ def test_shard_runs_merged_with_emo_cache_merge_equal_one_run(korean, tmp_path):
     merged = invoke("cache", "merge", *map(str, shards), "-o", str(tmp_path / "merged.h5"))
     assert merged.exit_code == 0, merged.output
     assert_same_cache(tmp_path / "merged.h5", korean["reference"])
+
+
+def test_the_runner_never_imports_the_torchrun_layer_above_it():
+    """One way only: entry -> distributed -> runner. A runner that imported back (as the old
+    dispatcher inside runner did) would make the two modules one tangle again."""
+    import ast
+
+    import emo.extract.runner
+
+    tree = ast.parse(Path(emo.extract.runner.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not imported & {"emo.extract.distributed", "emo.extract.entry", "emo.extract"}

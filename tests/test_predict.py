@@ -53,7 +53,7 @@ def save_tiny_text_model(folder: Path, words: list[str], seed: int = 0) -> Path:
 def demo(tmp_path_factory) -> Demo:
     from emo.demo.synth import CARRIER, TEXT, make_demo_dataset
     from emo.extract.options import ExtractOptions
-    from emo.extract.runner import run_extraction
+    from emo.extract import run_extraction
 
     root = tmp_path_factory.mktemp("predict")
     manifest = make_demo_dataset(root / "data", clips_per_speaker_emotion=1, seconds=1.0)

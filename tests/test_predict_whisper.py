@@ -37,7 +37,7 @@ def voices_manifest(folder: Path) -> Path:
 def whisper_run(tmp_path_factory):
     """Generated voices, extracted with a tiny Whisper folder in padded-30 s mode, an audio head fitted on them."""
     from emo.extract.options import ExtractOptions
-    from emo.extract.runner import run_extraction
+    from emo.extract import run_extraction
     from emo.fusion import fit
 
     root = tmp_path_factory.mktemp("predict-whisper")

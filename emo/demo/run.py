@@ -47,7 +47,7 @@ def run_demo(
 
     from emo.demo.synth import make_demo_dataset
     from emo.extract.options import ExtractOptions
-    from emo.extract.runner import run_extraction
+    from emo.extract import run_extraction
     from emo.fusion import fit
 
     import torch

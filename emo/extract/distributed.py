@@ -43,11 +43,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from emo.errors import EmoError, describe
 
-if TYPE_CHECKING:
-    from rich.console import Console
+from emo.extract import runner
 
-    from emo.extract.options import ExtractOptions
-    from emo.extract.runner import ExtractionSummary, ModalityExtraction
+if TYPE_CHECKING:
+    from emo.extract.runner import ExtractionRequest, ExtractionSummary, ModalityExtraction
 
 T = TypeVar("T")
 
@@ -185,35 +184,23 @@ def end_distributed(timeout_s: float = 120.0) -> None:
     dist.destroy_process_group()
 
 
-def run_distributed_extraction(
-    context: DistributedContext,
-    dataset: str,
-    root: str | Path,
-    cache_path: str | Path,
-    modalities: Sequence[str] | None,
-    options: "ExtractOptions",
-    *,
-    force: bool = False,
-    retry_failed: bool = False,
-    progress: bool = True,
-    console: "Console | None" = None,
-    dataset_options: Mapping[str, Any] | None = None,
-) -> "ExtractionSummary":
+def run_distributed_extraction(context: DistributedContext, request: "ExtractionRequest") -> "ExtractionSummary":
     """This rank's part of a torchrun extraction (see the module docstring); every rank returns the
     summary of the merged cache, or every rank raises EmoError. The process group stays open:
     call `end_distributed()` once rank 0 has reported (else it ends when the process exits)."""
-    from emo.extract import runner
     from emo.extract.options import extract_options_for
 
-    cache_path = Path(cache_path)
+    dataset, root, options = request.dataset, request.root, request.options
+    force, retry_failed, progress, console = request.force, request.retry_failed, request.progress, request.console
+    cache_path = Path(request.cache_path)
     world, main = context.world_size, context.is_main
     shard_paths = [shard_cache_path(cache_path, r, world) for r in range(world)]
-    report = runner._console(console) if main and (progress or console is not None) else None
+    report = request.report_console if main else None
     group = _Group(context)  # left open: end_distributed() once the results are reported
 
     def load():
-        scan, skipped = runner.scan_dataset(dataset, root, dataset_options, report)
-        wanted = runner.choose_modalities(scan.clips, modalities, root, dataset)
+        scan, skipped = runner.scan_dataset(dataset, root, request.dataset_options, report)
+        wanted = runner.choose_modalities(scan.clips, request.modalities, root, dataset)
         return scan, skipped, runner.build_extractors(wanted, options, rank_device(options.device, context))
 
     (scan, skipped, extractors), _ = group.run("loading the dataset and extractors", load)
@@ -279,9 +266,8 @@ def _prepare_target(path: Path, dataset: str, scan, extractors, recorded, force:
     {modality: (action, clips retried)}; afterwards the cache says which clips are settled.
     """
     from emo.cache import CacheWriter
-    from emo.extract.runner import check_same_dataset
 
-    check_same_dataset(path, dataset)
+    runner.check_same_dataset(path, dataset)
     state = {}
     # The target follows the whole dataset: changed metadata updated, changed media back to pending.
     with CacheWriter(path, dataset=dataset, clips=scan.clips, label_names=scan.label_names, drop_absent=True) as writer:
@@ -321,7 +307,6 @@ def _merge_and_summarise(
     """Rank 0: merge the existing cache and the shards into the target, delete the shards, and
     count what the target now holds for this run's clips."""
     from emo.cache import CacheReader, merge_caches
-    from emo.extract.runner import summarise_modality
 
     inputs = ([cache_path] if cache_path.exists() else []) + [p for p in shard_paths if p.exists()]
     merge_caches(inputs, cache_path, dataset=dataset)
@@ -334,7 +319,7 @@ def _merge_and_summarise(
         parts = [s for rank_summaries in shard_summaries for s in rank_summaries if s.modality == modality]
         action, retried = target_state[modality]
         summaries.append(
-            summarise_modality(
+            runner.summarise_modality(
                 reader,
                 run_ids,
                 modality,

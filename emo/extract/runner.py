@@ -8,8 +8,10 @@ run therefore resumes after its last written batch, and a clip that fails is rec
 (status + reason) while the run carries on. Only a broken backbone (BackboneError, at load
 or while encoding) or a bad dataset/cache stops the run.
 
-Under torchrun (WORLD_SIZE > 1) `run_extraction` hands over to emo.extract.distributed:
-one shard per process, merged into the cache by rank 0.
+The entry point, `emo.extract.run_extraction`, runs it in one process (`run_single_process`)
+or, under torchrun (WORLD_SIZE > 1), hands over to emo.extract.distributed: one shard per
+process, merged into the cache by rank 0. Neither this module nor distributed imports the
+entry point: the dependencies run one way (entry -> distributed -> runner).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping, Sequence
 
 from emo.accel import resolve_device
 from emo.clip import Clip
-from emo.errors import BackboneError, CacheError, ClipError, EmoError
+from emo.errors import BackboneError, CacheError, ClipError
 from emo.extract.batching import batching_order, with_probed_durations
 from emo.extract.encode import batch_budget, encode_clips, failure_reason
 from emo.extract.options import EXTRACT_MODALITIES, ExtractOptions, default_workers, extract_options_for
@@ -158,70 +160,58 @@ def _face_settings(options: ExtractOptions) -> dict[str, Any]:
     return _given(fps=options.fps, frames=options.frames, face_size=options.face_size)
 
 
-# -- the library entry point ----------------------------------------------------------
-def run_extraction(
-    dataset: str,
-    root: str | Path,
-    cache_path: str | Path,
-    modalities: Sequence[str] | None = None,
-    options: ExtractOptions | None = None,
-    *,
-    shard: tuple[int, int] | None = None,
-    force: bool = False,
-    retry_failed: bool = False,
-    progress: bool = True,
-    console: "Console | None" = None,
-    dataset_options: Mapping[str, Any] | None = None,
-) -> ExtractionSummary:
-    """Extract `modalities` (default: what the dataset has) of dataset `dataset` at `root` into `cache_path`.
+# -- one process ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExtractionRequest:
+    """Everything one `emo extract` asks for, as `emo.extract.run_extraction` takes it (see there)."""
 
-    retry_failed: clips recorded as failed are extracted again (after the files were fixed).
-    Under torchrun every process extracts its own shard and rank 0 merges (emo.extract.distributed).
-    """
-    from emo.cache.h5file import check_cache_path
-    from emo.cache.lock import check_unlocked
-    from emo.extract.distributed import distributed_context
+    dataset: str
+    root: str | Path
+    cache_path: str | Path
+    modalities: Sequence[str] | None = None  # None: what the dataset has
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    shard: tuple[int, int] | None = None
+    force: bool = False
+    retry_failed: bool = False
+    progress: bool = True
+    console: "Console | None" = None
+    dataset_options: Mapping[str, Any] | None = None
 
-    check_cache_path(cache_path)  # before any dataset scan or model load
-    check_unlocked(cache_path)
-    options = options or ExtractOptions()
-    context = distributed_context()
-    if context is not None:
-        if shard is not None:
-            raise EmoError("--shard and torchrun both split the clips: under torchrun each process takes its own shard")
-        from emo.extract.distributed import run_distributed_extraction
+    @property
+    def report_console(self) -> "Console | None":
+        """Where scan messages go; None for a library caller with progress=False and no console (wants quiet)."""
+        return _console(self.console) if self.progress or self.console is not None else None
 
-        return run_distributed_extraction(
-            context, dataset, root, cache_path, modalities, options, force=force, retry_failed=retry_failed,
-            progress=progress, console=console, dataset_options=dataset_options,
-        )
-    # A library caller with progress=False and no console wants quiet.
-    scan, skipped = scan_dataset(dataset, root, dataset_options, _console(console) if progress or console is not None else None)
-    clips = shard_clips(scan.clips, shard)
-    wanted = choose_modalities(scan.clips, modalities, root, dataset)
+
+def run_single_process(request: ExtractionRequest) -> ExtractionSummary:
+    """`emo extract` in this process alone: the whole dataset, or its shard `request.shard`."""
+    scan, skipped = scan_dataset(request.dataset, request.root, request.dataset_options, request.report_console)
+    clips = shard_clips(scan.clips, request.shard)
+    wanted = choose_modalities(scan.clips, request.modalities, request.root, request.dataset)
+    options = request.options
     extractors = build_extractors(wanted, options, str(resolve_device(options.device)))
     table: list = []
     results = extract_into_cache(
         clips,
-        cache_path,
+        request.cache_path,
         extractors,
-        dataset=dataset,
+        dataset=request.dataset,
         label_names=scan.label_names,
-        force=force,
-        retry_failed=retry_failed,
+        force=request.force,
+        retry_failed=request.retry_failed,
         extract_options={m: extract_options_for(m, options) for m in extractors},
         workers=options.workers,
         budgets={"audio": options.batch_seconds},
-        progress=progress,
-        console=console,
-        drop_absent=shard is None,  # a shard run sees only part of the dataset: drop nothing
+        progress=request.progress,
+        console=request.console,
+        drop_absent=request.shard is None,  # a shard run sees only part of the dataset: drop nothing
         on_table=table.append,
     )
     return ExtractionSummary(
-        dataset=dataset,
-        cache_path=Path(cache_path),
+        dataset=request.dataset,
+        cache_path=Path(request.cache_path),
         clips=len(clips),
-        shard=shard,
+        shard=request.shard,
         skipped=len(skipped),
         skipped_reasons=skipped[:MAX_REASONS_KEPT],
         modalities=results,
