@@ -19,9 +19,9 @@ import numpy as np
 
 from emo.errors import EmoError
 from emo.fusion.data import load_data
-from emo.fusion.metrics import aggregate_folds, score
 from emo.fusion.predictions import Predictions
 from emo.fusion.run_dir import load_run
+from emo.fusion.steps import combine_folds, score_fold
 from emo.accel import resolve_device
 from emo.fusion.train import deterministic, infer_probabilities
 
@@ -137,17 +137,12 @@ def evaluate(
             head.to(device)
             probs, _ = infer_probabilities(head, data, rows, keys, device, data.labels, batch_size)
             head.cpu()
-            part = Predictions([data.ids[r] for r in rows], data.labels[rows], probs.argmax(axis=1), probs,
-                               np.full(len(rows), fold), class_names)
+            part, scored = score_fold([data.ids[r] for r in rows], data.labels[rows], probs, fold, class_names)
             parts.append(part)
-            fold_metrics.append({**score(part.true, part.predicted, class_names), "fold": fold})
+            fold_metrics.append(scored)
     if not parts:  # load_run guarantees at least one weights file; never concatenate nothing
         raise EmoError(f"{saved.path}: the run has no fold model to score")
-    predictions = Predictions.concat(parts)
-    if len(heads) == 1:
-        metrics = fold_metrics[0]
-    else:
-        metrics = aggregate_folds(fold_metrics, score(predictions.true, predictions.predicted, class_names))
+    predictions, metrics = combine_folds(parts, fold_metrics, class_names)
     metrics["dropped"] = drop
     if normalization is not None:
         metrics["normalize"] = normalization

@@ -10,22 +10,20 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from emo import __version__
 from emo.errors import EmoError
-from emo.fusion.data import CachedData, load_data, modality_kind
+from emo.accel import resolve_device
+from emo.fusion.data import CachedData
 from emo.fusion.display import EpochDisplay, QuietDisplay
 from emo.fusion.options import FitOptions
-from emo.fusion.metrics import aggregate_folds, score
 from emo.fusion.predictions import Predictions
-from emo.fusion.sampling import dedup_text, per_class
 from emo.fusion.splits import make_folds, parse_split
-from emo.accel import resolve_device
-from emo.fusion.train import deterministic, infer_probabilities, train_fold
-from emo.layer_spec import layers_by_modality
+from emo.fusion.steps import choose_rows, combine_folds, default_modalities, load_for_heads, recorded_extract_options, run_fold
+from emo.fusion.train import deterministic
 
 if TYPE_CHECKING:
     from emo.fusion.run_record import RunRecord
@@ -48,47 +46,6 @@ class RunResult:
 
     def __getitem__(self, key: str):  # result["uar"]: the headline metrics read like metrics.json
         return self.metrics[key]
-
-
-def default_modalities(head: str, available: dict[str, str], cache: str | Path) -> list[str]:
-    """What `head` takes among the cache's modalities ({name: kind}); visual features before crops."""
-    from emo.fusion.heads import HEADS
-
-    if head not in HEADS:
-        raise EmoError(f"unknown head {head!r}; available: {', '.join(HEADS)}")
-    requires = HEADS[head].requires
-    chosen = []
-    for modality in requires.allowed:
-        if modality in available:
-            chosen.append(modality)
-        elif modality == "visual" and requires.faces_ok and "faces" in available:
-            chosen.append("faces")
-    chosen = chosen[: requires.hi]
-    if len(chosen) < requires.lo:
-        holds = ", ".join(available) or "nothing"
-        crops = " (raw face crops, which this head cannot take: it needs cached encoder features)" if (
-            "faces" in available and not requires.faces_ok) else ""
-        raise EmoError(f"head {head!r} needs {requires}; the cache {cache} holds {holds}{crops}")
-    return chosen
-
-
-def _check_head_fits(head: str, modalities: Sequence[str], reader, cache) -> None:
-    """Refuse a head/modality mismatch before reading any data."""
-    from emo.fusion.heads import HEADS, InputSpec
-
-    missing = [m for m in modalities if m not in reader.modalities]
-    if missing:
-        holds = ", ".join(reader.modalities) or "nothing"
-        raise EmoError(f"{cache}: no {', '.join(missing)} modality in this cache (it holds: {holds})")
-    if head not in HEADS:
-        raise EmoError(f"unknown head {head!r}; available: {', '.join(HEADS)}")
-    specs = {m: InputSpec(m, modality_kind(reader, m), reader.row_shape(m)) for m in modalities}
-    HEADS[head].requires.check(head, specs)
-
-
-def recorded_extract_options(reader, keys: Sequence[str]) -> dict[str, dict]:
-    """{modality: the extract options the cache recorded for it} ({} where the cache recorded none)."""
-    return {k: dict(reader.info(k).options) for k in keys}
 
 
 def check_reduction(model, data: CachedData, rows: np.ndarray, cache) -> None:
@@ -146,17 +103,11 @@ def fit(
 
     with deterministic(device), display:
         if data is None:
-            from emo.cache import CacheReader
-
-            reader = CacheReader(cache)
-            kinds = {m: modality_kind(reader, m) for m in reader.modalities}
-            keys = opts.modalities or default_modalities(head, kinds, cache)
-            _check_head_fits(head, keys, reader, cache)
-            feature_keys = [k for k in keys if kinds[k] == "features"]
-            data = load_data(
-                cache, keys, layers=layers_by_modality(opts.layers, feature_keys), label_column=opts.label_column,
-                classes=opts.classes, device=device, reader=reader,
+            data, per_head, reader = load_for_heads(
+                cache, [head], opts.modalities, layers=opts.layers, label_column=opts.label_column,
+                classes=opts.classes, device=device, check=True,
             )
+            keys = per_head[head]
         else:
             from emo.cache import CacheReader
 
@@ -180,31 +131,9 @@ def fit(
             note(f"--normalize speaker ({TRANSDUCTIVE})" + (
                 f"; {len(fallback)} speaker(s) with a single clip use global statistics" if fallback else ""))
 
-        rows = data.rows_with(keys, allow_missing=opts.modality_dropout > 0)
-        skipped = len(data) - len(rows)
-        if skipped:
-            note(f"{skipped} labelled clips lack one of {', '.join(keys)} and are left out")
-        dedup_dropped = 0
-        if opts.dedup_text:
-            kept = dedup_text([data.texts[r] for r in rows])
-            dedup_dropped = len(rows) - len(kept)
-            rows = rows[kept]
-            note(f"--dedup-text dropped {dedup_dropped} clips with a repeated transcript ({len(rows)} left)")
-        if len(rows) == 0:
-            raise EmoError(f"{cache}: no clip left to train on")
-
-        # Classes with no clip left are not trained for (e.g. a perceived-label value seen only on
-        # clips missing a modality); the head's outputs are the classes present.
-        present = np.unique(data.labels[rows])
-        class_names = [data.class_names[i] for i in present]
-        remap = np.full(len(data.class_names) + 1, -1, dtype=np.int64)
-        remap[present] = np.arange(len(present))
-        labels = remap[data.labels]
-        if len(class_names) < 2:
-            raise EmoError(f"{cache}: only one class ({class_names}) among the selected clips")
-        dropped_classes = [c for c in data.class_names if c not in class_names]
-        if dropped_classes:
-            note(f"classes without clips are left out: {', '.join(dropped_classes)}")
+        chosen = choose_rows(data, keys, allow_missing=opts.modality_dropout > 0, dedup=opts.dedup_text, cache=cache,
+                             note=note)
+        rows, labels, class_names = chosen.rows, chosen.labels, chosen.class_names
 
         split = parse_split(opts.split)
         folds = make_folds(
@@ -229,56 +158,20 @@ def fit(
             note(f"clip durations are unknown: --order {opts.order} uses {keys[0]} frame counts")
 
         settings = opts.train_settings()
-        parts, histories, heads, fold_metrics, splits = [], [], [], [], []
         from emo.fusion.heads import build_head
 
         # Hyperparameters and the reduction are checked once, before any fold prints or trains.
         check_reduction(build_head(head, data.inputs(keys), len(class_names), **opts.head_params), data, rows, cache)
-
-        for fold in folds:
-            train_rows, val_rows, test_rows = rows[fold.train], rows[fold.val], rows[fold.test]
-            if opts.per_class:
-                sample_rng = np.random.default_rng([opts.seed, fold.index, 1])
-                before = len(train_rows)
-                train_rows = per_class(train_rows, labels, order_key, opts.per_class, opts.order, sample_rng)
-                note(f"--per-class {opts.per_class} --order {opts.order}: {len(train_rows)} of {before} training clips")
-            sizes = {"train": len(train_rows), "val": len(val_rows), "test": len(cross.rows if cross else test_rows)}
-            display.fold(fold.index, len(folds), sizes, opts.epochs)
-            torch.manual_seed(opts.seed)
-            model = build_head(head, data.inputs(keys), len(class_names), **opts.head_params)
-            if getattr(model, "fitted_by_sklearn", False):  # logreg / svm: scikit-learn, no training loop
-                training = model.fit_sklearn(data, keys, labels, train_rows, val_rows, opts.seed, device,
-                                             class_weights=opts.class_weights)
-                display.epoch(training.history[-1])
-            else:
-                training = train_fold(
-                    model, data, keys, labels, train_rows, val_rows, settings, device,
-                    np.random.default_rng([opts.seed, fold.index]), display.epoch,
-                )
-            scored = {}  # a test cache is scored after training (below)
-            if cross is None:
-                if getattr(model, "fitted_by_sklearn", False):  # from the pooled features it was fitted on
-                    probs = model.probabilities(data, keys, test_rows)
-                else:
-                    probs, _ = infer_probabilities(model, data, test_rows, keys, device, labels, settings.eval_batch_size)
-                part = Predictions(
-                    ids=[data.ids[r] for r in test_rows], true=labels[test_rows], predicted=probs.argmax(axis=1),
-                    probs=probs, fold=np.full(len(test_rows), fold.index), class_names=class_names,
-                )
-                scored = score(part.true, part.predicted, class_names)
-                parts.append(part)
-            scored.update(
-                fold=fold.index, best_epoch=training.best_epoch, epochs_run=len(training.history),
-                best_val_weighted_f1=training.best_val_weighted_f1, n_train=len(train_rows), n_val=len(val_rows),
-            )
-            fold_metrics.append(scored)
-            histories.append(training.history)
-            heads.append(model.cpu().eval())
-            splits.append({
-                "fold": fold.index,
-                **{name: [data.ids[r] for r in part_rows] for name, part_rows in
-                   (("train", train_rows), ("val", val_rows), ("test", test_rows))},
-            })
+        outcomes = [
+            run_fold(fold, len(folds), head=head, data=data, keys=keys, chosen=chosen, opts=opts, settings=settings,
+                     device=device, display=display, order_key=order_key, note=note,
+                     tested_elsewhere=len(cross.rows) if cross is not None else None)
+            for fold in folds
+        ]
+        heads = [o.head for o in outcomes]
+        histories = [o.history for o in outcomes]
+        splits = [o.split for o in outcomes]
+        fold_metrics = [o.metrics for o in outcomes]
 
         if cross is not None:
             from emo.fusion.cross_corpus import score_heads
@@ -287,12 +180,8 @@ def fit(
             metrics.update(fold_metrics[0])
             splits[0].update(test=cross.ids, test_cache=str(cross.cache.resolve()))
             display.note(f"tested on {cross.cache}: UAR {metrics['uar']:.4f} over {', '.join(metrics['classes'])}")
-        elif len(folds) == 1:
-            predictions = Predictions.concat(parts)
-            metrics = fold_metrics[0]
         else:
-            predictions = Predictions.concat(parts)
-            metrics = aggregate_folds(fold_metrics, score(predictions.true, predictions.predicted, class_names))
+            predictions, metrics = combine_folds([o.part for o in outcomes], fold_metrics, class_names)
         if normalization is not None:
             metrics["normalize"] = normalization
 
@@ -317,7 +206,7 @@ def fit(
             label_column=data.label_column,
             split=SplitRecord(str(split), len(folds), opts.seed, opts.val_fraction),
             normalize=normalization,
-            clips={"used": int(len(rows)), "dedup_dropped": dedup_dropped, "left_out_missing": int(skipped)},
+            clips={"used": int(len(rows)), "dedup_dropped": chosen.dedup_dropped, "left_out_missing": chosen.left_out_missing},
             options=asdict(opts),
             weights=[weights_name(k, len(heads)) for k in range(len(heads))],
             device=str(device),

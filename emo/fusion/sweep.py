@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from emo.errors import EmoError
-from emo.fusion.fit import FitOptions, default_modalities, fit
+from emo.fusion.fit import FitOptions, fit
 from emo.fusion.metrics import HEADLINE
 from emo.fusion.run_dir import check_run_dir, check_writable
 from emo.key_value import split_key_value
@@ -167,19 +167,12 @@ def _fit_arguments(item: dict, head_params: dict | None, common: dict, heads: di
 
 def load_for_heads(cache, heads: Sequence[str], modalities: Sequence[str] | None, common: dict):
     """(CachedData with the union of the heads' modalities, {head: its modalities}): one read of the cache."""
-    from emo.cache import CacheReader
     from emo.accel import resolve_device
-    from emo.fusion.data import load_data, modality_kind
-    from emo.layer_spec import layers_by_modality
+    from emo.fusion import steps
 
-    reader = CacheReader(cache)
-    kinds = {m: modality_kind(reader, m) for m in reader.modalities}
-    per_head = {h: list(modalities) if modalities else default_modalities(h, kinds, cache) for h in heads}
-    union = [m for m in reader.modalities if any(m in v for v in per_head.values())]
-    data = load_data(
-        cache, union, layers=layers_by_modality(common.get("layers"), [m for m in union if kinds[m] == "features"]),
-        label_column=common.get("label_column"),
-        classes=common.get("classes"), device=resolve_device(common.get("device", "auto")), reader=reader,
+    data, per_head, _ = steps.load_for_heads(
+        cache, heads, modalities, layers=common.get("layers"), label_column=common.get("label_column"),
+        classes=common.get("classes"), device=resolve_device(common.get("device", "auto")),
     )
     return data, per_head
 
