@@ -70,22 +70,14 @@ def encoder_layers(spec: str | Sequence[int], hidden_states: int, backbone: str,
 def layers_by_modality(specs: Sequence[str] | str | None, modalities: Sequence[str]) -> dict[str, str]:
     """`--layers` values -> {modality: spec}. "12,18,24" applies to every modality, "audio=last" to one;
     several go in one value separated by ';' or as repeated options."""
-    from emo.key_value import split_key_value
+    from emo.key_value import option_items, split_key_value
 
-    if specs is None:
-        return {}
-    if isinstance(specs, str):
-        specs = [specs]
     out: dict[str, str] = {}
-    for spec in specs:
-        for part in spec.split(";"):
-            part = part.strip()
-            if not part:
-                continue
-            if "=" in part:
-                modality, value = split_key_value(part, "--layers", "MODALITY=SPEC (e.g. audio=12,18) or a SPEC for all")
-                out[modality] = value
-            else:
-                for m in modalities:
-                    out.setdefault(m, part)
+    for part in option_items(specs, ";"):
+        if "=" in part:
+            modality, value = split_key_value(part, "--layers", "MODALITY=SPEC (e.g. audio=12,18) or a SPEC for all")
+            out[modality] = value
+        else:
+            for m in modalities:
+                out.setdefault(m, part)
     return out

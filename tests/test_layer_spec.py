@@ -53,3 +53,11 @@ def test_key_value():
         with pytest.raises(EmoError) as caught:
             split_key_value(bad, "--cache", "NAME=PATH")
         assert str(caught.value) == f"--cache {bad.strip()!r}: expected NAME=PATH"
+
+
+def test_option_items_of_a_value_or_repeated_values():
+    from emo.key_value import option_items
+
+    assert option_items(None, ",") == []
+    assert option_items("calm=neutral, ,boredom=-", ",") == ["calm=neutral", "boredom=-"]
+    assert option_items(["a=1;b=2", " c=3 "], ";") == ["a=1", "b=2", "c=3"]

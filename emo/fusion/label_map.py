@@ -19,26 +19,19 @@ from typing import Sequence
 import numpy as np
 
 from emo.errors import EmoError
-from emo.key_value import split_key_value
+from emo.key_value import option_items, split_key_value
 
 LEAVE_OUT = "-"
 
 
 def parse_label_map(items: Sequence[str] | str | None) -> dict[str, str]:
     """["calm=neutral,boredom=-", "ps=surprise"] -> {"calm": "neutral", "boredom": "-", "ps": "surprise"}."""
-    if items is None:
-        return {}
-    if isinstance(items, str):
-        items = [items]
     out: dict[str, str] = {}
-    for item in items:
-        for pair in str(item).split(","):
-            if not pair.strip():
-                continue
-            src, dst = split_key_value(pair, "--label-map", "SRC=DST (SRC=- leaves SRC out)")
-            if src in out and out[src] != dst:
-                raise EmoError(f"--label-map: {src!r} is mapped twice ({out[src]} and {dst}); a clip has one class")
-            out[src] = dst
+    for pair in option_items(items, ","):
+        src, dst = split_key_value(pair, "--label-map", "SRC=DST (SRC=- leaves SRC out)")
+        if src in out and out[src] != dst:
+            raise EmoError(f"--label-map: {src!r} is mapped twice ({out[src]} and {dst}); a clip has one class")
+        out[src] = dst
     return out
 
 
