@@ -251,13 +251,17 @@ OLD_DEFAULTS = dict(head_params={"d_model": 256, "heads": 4, "blocks": 2, "ffn":
                                  "target_rate": None, "pooling": "mean"}, lr=1e-4, batch_size=32)
 
 
-def build_speech(path: Path, shape: str, clips: int = 535, seed: int = 0) -> None:
+SPEECH_CLIPS = 535  # EMO-DB's size
+
+
+def build_speech(path: Path, shape: str) -> None:
     from emo.cache import CacheWriter
     from emo.clip import Clip
 
     rate, layers, width = SPEECH_SHAPES[shape]
     classes = ["anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"]
-    rng = np.random.default_rng(seed)
+    clips = SPEECH_CLIPS
+    rng = np.random.default_rng(0)
     labels = rng.integers(0, len(classes), clips)
     seconds = np.clip(rng.normal(2.8, 1.2, clips), 1.2, 9.0)
     records = [Clip(id=f"s{i % 10}_{i:04d}", label=classes[labels[i]], speaker=f"s{i % 10}", duration=float(seconds[i]))

@@ -258,7 +258,7 @@ def with_fold_column(data, fold, column: str):
     return dataclasses.replace(data, extras={**data.extras, column: part.tolist()})
 
 
-def emo_folds(cache: Path, data, folds, config: Config, seed: int, val_fraction: float, head: str = "audio") -> list[dict]:
+def emo_folds(cache: Path, data, folds, config: Config, seed: int, val_fraction: float) -> list[dict]:
     """Per-fold test scores of the audio head under `config` (one `emo.fusion.fit` per fold when standardised)."""
     from emo.fusion import fit
 
@@ -272,7 +272,7 @@ def emo_folds(cache: Path, data, folds, config: Config, seed: int, val_fraction:
 
         val_fraction = 0.0
         folds = [Fold(f.index, np.sort(np.concatenate([f.train, f.val])), f.val[:0], f.test) for f in folds]
-    common = dict(head=head, quiet=True, device="cpu", seed=seed, val_fraction=val_fraction, **config.fit_options())
+    common = dict(head="audio", quiet=True, device="cpu", seed=seed, val_fraction=val_fraction, **config.fit_options())
     if config.norm in ("none", "speaker"):
         # Nothing depends on the fold: emo's own k-fold run, whose folds must be ours.
         result = fit(cache, data=prepared, split=f"kfold-speaker:{N_FOLDS}", **common)
@@ -329,7 +329,7 @@ def baseline_head_rows(features: str, cache: Path, data, folds, seed: int, val_f
     rows = []
     for head in BASELINE_HEADS:
         for normalize in ("none", "speaker"):
-            common = dict(head=head, quiet=True, device="cpu", seed=seed, normalize=normalize)
+            common = dict(head="audio", quiet=True, device="cpu", seed=seed, normalize=normalize)
             tag = f"emo --head {head}" + (" --normalize speaker" if normalize == "speaker" else "")
             started = time.perf_counter()
             fixed = fit(cache, data=data, split=split, val_fraction=0.0, head_params={"C": 1.0}, **common)

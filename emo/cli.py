@@ -16,7 +16,8 @@ import typer
 from emo.extract.options import ExtractOptions
 from emo.fusion.options import default as fit_default
 
-from emo.cli_errors import DEBUG_ENV, EmoGroup, print_error
+from emo.cli_errors import DEBUG_ENV, EmoGroup
+from emo.errors import EmoError
 
 app = typer.Typer(
     cls=EmoGroup,  # the one error boundary: one line per error, never a traceback (emo/cli_errors.py)
@@ -38,12 +39,6 @@ def _root(
 ) -> None:
     # Read by EmoGroup.invoke from the group's parameters; nothing to do here.
     return None
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print a one-line error (verbatim, never parsed as markup) and exit non-zero."""
-    print_error(message)
-    raise typer.Exit(code)
 
 
 EXTRACT_DEFAULTS = {f.name: f.default for f in fields(ExtractOptions)}
@@ -239,7 +234,6 @@ def extract_command(
     """
     from rich.console import Console
 
-    from emo.errors import EmoError
     from emo.extract.distributed import end_distributed, is_main_process
     from emo.extract.options import default_workers, parse_modalities, parse_shard
     from emo.extract.report import summary_table
@@ -447,9 +441,9 @@ def sweep_command(
     try:
         seed_list = [int(s) for s in _fusion_list(seeds) or [0]]
     except ValueError:
-        fail(f"--seeds {seeds!r}: expected integers like 0,1,2")
+        raise EmoError(f"--seeds {seeds!r}: expected integers like 0,1,2")
     if search not in ("grid", "optuna"):
-        fail(f"--search {search!r}: expected grid or optuna")
+        raise EmoError(f"--search {search!r}: expected grid or optuna")
     # The fit options every run of either search takes.
     common = dict(split=split, epochs=epochs, device=device, label_column=label_column, classes=_fusion_list(classes),
                   normalize=normalize)
@@ -459,7 +453,7 @@ def sweep_command(
         return
     optuna_only = [flag for flag, value in (("--trials", trials), ("--storage", storage), ("--study", study), ("--space", space)) if value is not None]
     if optuna_only:
-        fail(f"{', '.join(optuna_only)}: only with --search optuna")
+        raise EmoError(f"{', '.join(optuna_only)}: only with --search optuna")
     result = sweep(
         cache, heads=_fusion_list(head) or [], out=out, grid=parse_grid(grid), seeds=seed_list, random=random,
         modalities=_fusion_list(modalities), head_params=parse_assignments(hparams), overwrite=overwrite,
@@ -481,13 +475,13 @@ def _sweep_optuna(cache, head, out, grid, seed_list, random, modalities, hparams
     from emo.fusion.sweep import parse_assignments, parse_grid
 
     if trials is None:
-        fail("--search optuna needs --trials N (the whole study's budget)")
+        raise EmoError("--search optuna needs --trials N (the whole study's budget)")
     if random is not None:
-        fail("--random is a grid search; with --search optuna give --trials")
+        raise EmoError("--random is a grid search; with --search optuna give --trials")
     if space is not None and grid:
-        fail("--space and --grid both define the search space; give one")
+        raise EmoError("--space and --grid both define the search space; give one")
     if len(seed_list) != 1:
-        fail("--search optuna takes one --seeds value (every trial uses it)")
+        raise EmoError("--search optuna takes one --seeds value (every trial uses it)")
 
     def show(row: dict) -> None:
         score = f"val wF1 {row['val_weighted_f1']:.4f}  UAR {row['uar']:.4f}" if "uar" in row else row["state"]
@@ -519,7 +513,7 @@ def runs_command(
 
     rows = summarize_runs(paths)
     if not rows:
-        fail(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
+        raise EmoError(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
     Console().print(runs_table(rows, COLUMNS))
 
 
@@ -609,11 +603,3 @@ def demo(
     console = Console()
     rows = run_demo(out, clips_per_speaker_emotion=clips, epochs=epochs, seed=seed, console=console)
     print_results(rows, out, console)
-
-
-def main() -> None:  # pragma: no cover - console entry
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import soundfile as sf
-from tiny_models import save_tiny_electra, save_tiny_wav2vec2
+from tiny_models import save_tiny_wav2vec2
 
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipError, ClipMissing
@@ -269,15 +269,3 @@ def test_builtin_extractors_reject_layers_and_too_short_clips(tmp_path):
         make_audio_extractor("egemaps", layers="1,2")
     with pytest.raises(ClipError, match="too short"):
         make_audio_extractor("compare").prepare(wav_clip(tmp_path, "blip", noise(0.02, 0)))
-
-
-# ---- tiny models for other engineers -----------------------------------------------------------
-def test_tiny_electra_loads_like_a_hub_model_and_tokenises_korean(shared_data, tmp_path):
-    from transformers import AutoModel, AutoTokenizer
-
-    folder = save_tiny_electra(tmp_path / "electra", vocab_file=shared_data / "korean_tokenizers/kcbert-base/vocab.txt")
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModel.from_pretrained(folder, local_files_only=True)
-    tokens = tokenizer.tokenize("너한테 그 말을 들으니까 정말 마음이 아프다")
-    assert tokens and tokenizer.unk_token not in tokens
-    assert model.config.model_type == "electra" and model.config.vocab_size == 30000

@@ -56,7 +56,7 @@ def test_emo_errors_of_every_command_are_one_line(tmp_path):
         (("datasets", "--name", "nope[/]"), "error: unknown dataset"),
         (("fit", weird, "--head", "nope", "--out", tmp_path / "r"), "error: "),
         (("cache", "info", weird), "error: "),
-        (("runs", tmp_path), "error: no run directories"),  # a command's own fail(): passes the boundary as is
+        (("runs", tmp_path), "error: no run directories"),  # a command's own EmoError: the same one line
         (("sweep", tmp_path, "--head", "audio", "--seeds", "x", "--out", tmp_path / "s"), "error: --seeds 'x'"),
     ]
     for args, start in cases:

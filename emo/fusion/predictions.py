@@ -30,13 +30,6 @@ class Predictions:
             class_names=list(parts[0].class_names),
         )
 
-    def of_fold(self, fold: int) -> "Predictions":
-        keep = self.fold == fold
-        return Predictions(
-            [i for i, k in zip(self.ids, keep) if k], self.true[keep], self.predicted[keep], self.probs[keep],
-            self.fold[keep], self.class_names,
-        )
-
     def write_csv(self, path: Path) -> None:
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
@@ -49,19 +42,3 @@ class Predictions:
                     *(f"{p:.6f}" for p in self.probs[i]),
                     int(self.fold[i]),
                 ])
-
-    @classmethod
-    def read_csv(cls, path: Path, class_names: Sequence[str]) -> "Predictions":
-        lookup = {c: i for i, c in enumerate(class_names)}
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        return cls(
-            ids=[r["id"] for r in rows],
-            true=np.array([lookup[r["true"]] for r in rows], dtype=np.int64),
-            predicted=np.array([lookup[r["predicted"]] for r in rows], dtype=np.int64),
-            probs=np.array([[float(r[f"p_{c}"]) for c in class_names] for r in rows], dtype=np.float64).reshape(
-                len(rows), len(class_names)
-            ),
-            fold=np.array([int(r["fold"]) for r in rows], dtype=np.int64),
-            class_names=list(class_names),
-        )

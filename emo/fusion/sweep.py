@@ -41,11 +41,11 @@ def parse_value(text: str) -> Any:
     return text.strip()
 
 
-def parse_assignments(items: Sequence[str], what: str = "--set") -> dict[str, Any]:
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
     """["d_model=256", "dropout=0.2"] -> {"d_model": 256, "dropout": 0.2}."""
     out = {}
     for item in items:
-        key, value = split_key_value(item, what)
+        key, value = split_key_value(item, "--set")
         out[key] = parse_value(value)
     return out
 
