@@ -76,11 +76,28 @@ class Segment:
     frames: int  # encoder frames this segment yields
 
 
-class AudioExtractor:
-    """A Hugging Face raw-waveform speech encoder; rows are (len(layers), hidden_size) float16."""
+class FrozenAudioEncoder:
+    """What the neural audio extractors (wav2vec2-style, Whisper) share: one cached row per encoder
+    frame, (len(layers), hidden) float16, and how a loaded encoder is put on its device."""
 
     modality = "audio"
     dtype = "float16"
+    backbone: str
+
+    def _place(self, model, device: str, precision: str, num_layers: int, hidden_size: int, layers: str):
+        """`model` in eval mode on the resolved device; sets the layers kept (0 = the transformer's
+        input .. num_layers = its output), the row shape and the compute dtype."""
+        self.device = resolve_device(device)
+        self.num_layers = int(num_layers)
+        self.hidden_size = int(hidden_size)
+        self.layers = encoder_layers(layers, self.num_layers + 1, self.backbone, "audio")
+        self.row_shape = (len(self.layers), self.hidden_size)
+        self.autocast_dtype = choose_precision(self.device, precision, self.backbone).dtype
+        return model.eval().to(self.device)
+
+
+class AudioExtractor(FrozenAudioEncoder):
+    """A Hugging Face raw-waveform speech encoder; rows are (len(layers), hidden_size) float16."""
 
     def __init__(
         self,
@@ -91,7 +108,6 @@ class AudioExtractor:
         precision: str = "auto",
         resolved: "ResolvedModel | None" = None,
     ):
-        import torch
         from transformers import AutoFeatureExtractor, AutoModel
 
         from emo.extract.hub import resolve_pretrained
@@ -124,13 +140,8 @@ class AudioExtractor:
                 f"{backbone}: {type(model).__name__} is not a raw-waveform speech encoder "
                 "(wav2vec2, HuBERT, WavLM, data2vec-audio and relatives are)"
             )
-        self.device = resolve_device(device)
-        self.model = model.eval().to(self.device)
         config = model.config
-        self.num_layers = int(config.num_hidden_layers)
-        self.hidden_size = int(config.hidden_size)
-        self.layers = encoder_layers(layers, self.num_layers + 1, backbone, "audio")
-        self.row_shape = (len(self.layers), self.hidden_size)
+        self.model = self._place(model, device, precision, config.num_hidden_layers, config.hidden_size, layers)
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.normalize = bool(self.feature_extractor.do_normalize)
         self.accepts_padding = (
@@ -139,7 +150,6 @@ class AudioExtractor:
         self.receptive_field, self.hop = self._frame_geometry()
         self.max_window_s = float(max_window_s)
         self.window_frames = max(1, self.frames_for(int(self.max_window_s * self.sample_rate)))
-        self.autocast_dtype = choose_precision(self.device, precision, self.backbone).dtype
 
     # ---- geometry -------------------------------------------------------------------------
     def frames_for(self, n_samples: int) -> int:

@@ -29,9 +29,8 @@ import numpy as np
 
 from emo.clip import Clip
 from emo.errors import BackboneError, describe
-from emo.accel import autocast, choose_precision, resolve_device
-from emo.extract.audio_hf import balanced_windows, load_clip_audio
-from emo.layer_spec import encoder_layers
+from emo.accel import autocast
+from emo.extract.audio_hf import FrozenAudioEncoder, balanced_windows, load_clip_audio
 
 SCHEMA = 1
 INPUT_MODES = ("cut", "pad30")
@@ -97,11 +96,8 @@ class PreparedMel:
     seconds: float
 
 
-class WhisperExtractor:
+class WhisperExtractor(FrozenAudioEncoder):
     """A Whisper encoder; rows are (len(layers), d_model) float16."""
-
-    modality = "audio"
-    dtype = "float16"
 
     def __init__(
         self,
@@ -113,8 +109,6 @@ class WhisperExtractor:
         input_mode: str = DEFAULT_INPUT_MODE,
         resolved: Any = None,
     ):
-        import torch
-
         self.backbone = str(backbone)
         if input_mode not in INPUT_MODES:
             raise BackboneError(f"{backbone}: Whisper input {input_mode!r} is not one of {', '.join(INPUT_MODES)}")
@@ -140,14 +134,9 @@ class WhisperExtractor:
                 f"{backbone}: the feature extractor makes {self.feature_extractor.feature_size} mel bins, "
                 f"the encoder takes {config.num_mel_bins}"
             )
-        self.device = resolve_device(device)
-        self.encoder = encoder.to(self.device)
+        self.encoder = self._place(encoder, device, precision, config.encoder_layers, config.d_model, layers)
         self.input_mode = input_mode
-        self.num_layers = int(config.encoder_layers)
-        self.hidden_size = int(config.d_model)
         self.n_mels = int(config.num_mel_bins)
-        self.layers = encoder_layers(layers, self.num_layers + 1, backbone, "audio")
-        self.row_shape = (len(self.layers), self.hidden_size)
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.mel_hop = int(self.feature_extractor.hop_length)
         self.hop = 2 * self.mel_hop  # conv2 has stride 2: one encoder frame per two mel frames
@@ -158,7 +147,6 @@ class WhisperExtractor:
             raise BackboneError(f"{backbone}: max window must be in (0, {longest:g}] s for Whisper, got {max_window_s} s")
         self.max_window_s = float(max_window_s)
         self.window_frames = max(1, int(self.max_window_s * self.sample_rate) // self.hop)
-        self.autocast_dtype = choose_precision(self.device, precision, self.backbone).dtype
 
     def _load_folder(self, path: Path):
         from transformers import WhisperConfig, WhisperFeatureExtractor
