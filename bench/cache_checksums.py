@@ -10,9 +10,7 @@ data carries no checksums (as caches before the checksums were written), both lo
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common  # noqa: E402 (this checkout's emo on sys.path)
 
 from emo.cache import CacheReader, CacheWriter  # noqa: E402
 from emo.cache.reader import non_finite_rows  # noqa: E402
@@ -63,7 +61,7 @@ def best_of(repeats: int, fn) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.bench_parser(__doc__, summary_only=True)
     parser.add_argument("--clips", type=int, default=2000)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=3)

@@ -8,17 +8,15 @@ modality with one bulk HDF5 read. Both layouts hold the same float16 arrays.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common  # noqa: E402 (this checkout's emo on sys.path)
 
 from emo.cache import CacheReader, CacheWriter  # noqa: E402
 from emo.clip import Clip  # noqa: E402
@@ -45,7 +43,7 @@ def drop_page_cache(path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _common.bench_parser(__doc__)
     parser.add_argument("--clips", type=int, default=7442)
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()

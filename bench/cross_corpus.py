@@ -17,7 +17,6 @@ Chance UAR is 0.25.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -25,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import _common
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kor_emotiontts"
 EM_NAMES = {"neutral": "neu", "happy": "hap", "sad": "sad", "angry": "ang"}  # the manifest's label names
@@ -56,7 +57,7 @@ def emo(*args: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _common.bench_parser(__doc__, summary_only=True)
     parser.add_argument("--dir", type=Path, default=Path("/work/caches/xc"))
     parser.add_argument("--features", default="logmel", help="comma list of audio backbones (built-ins)")
     parser.add_argument("--seeds", default="0")

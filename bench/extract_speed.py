@@ -21,12 +21,13 @@ otherwise synthetic noise of 2-8 s.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+import _common
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -104,13 +105,13 @@ def timed(extractor, calls, sync):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _common.bench_parser(__doc__)
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--budget-s", type=float, default=60.0, help="audio seconds per batch")
     parser.add_argument("--large-robust", action="store_true")
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--layers", default="last")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    _common.add_threads(parser, 0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=2, help="alternate the two modes this often, keep the best")
     parser.add_argument("--whisper", default=None, help="time this Whisper encoder instead (e.g. whisper-base)")
     parser.add_argument("--whisper-inputs", default="cut,pad30", help="Whisper input modes to time")
@@ -123,12 +124,9 @@ def main() -> None:
 
 
 def run_whisper(args, mode: str) -> None:
-    import torch
-
     from emo.extract.audio_backbones import make_audio_extractor
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _common.set_threads(args.threads)
     started = time.perf_counter()
     extractor = make_audio_extractor(args.whisper, layers=args.layers, device=args.device, input_mode=mode)
     setup_s = time.perf_counter() - started
@@ -145,12 +143,9 @@ def run_whisper(args, mode: str) -> None:
 
 
 def run_wav2vec2(args) -> None:
-    import torch
-
     from emo.extract.audio_hf import AudioExtractor
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _common.set_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         started = time.perf_counter()

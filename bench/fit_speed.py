@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 # The checkout's emo, not whichever is installed (the numbers must describe this code).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common  # noqa: E402 (this checkout's emo on sys.path)
 
 CLASSES = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
 SPEAKERS = 91
@@ -329,7 +329,7 @@ def parse_hparams(items: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _common.bench_parser(__doc__)
     parser.add_argument("--clips", type=int, default=7442)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -339,7 +339,7 @@ def main() -> None:
     parser.add_argument("--visual-dim", type=int, default=768)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)), help="DataLoader workers of the baseline")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    _common.add_threads(parser)
     parser.add_argument("--set", dest="hparams", action="append", default=[], help="cross_attention hyperparameter KEY=VALUE")
     parser.add_argument("--folder", type=Path, default=None, help="reuse/build the data here (default: a temp folder)")
     parser.add_argument("--variant", choices=["emo", "loader", "default", "old-epoch"], default=None, help=argparse.SUPPRESS)
@@ -347,10 +347,7 @@ def main() -> None:
                         help="time the default 5-fold audio fit on an EMO-DB-sized cache of this shape")
     args = parser.parse_args()
     args.hparams = parse_hparams(args.hparams)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _common.set_threads(args.threads)
     if args.default_fit:
         if args.variant:
             print(json.dumps(run_default_fit(args.folder / f"emodb-{args.default_fit}.h5", args)))

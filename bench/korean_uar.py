@@ -38,16 +38,14 @@ Protocol (every number in the table comes from the same five test folds):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common  # noqa: E402 (this checkout's emo on sys.path)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kor_emotiontts"
 DATASET = "kor-emotion"
@@ -436,7 +434,7 @@ def study(cache: Path, names, seed: int, val_fraction: float, out: Path | None) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _common.bench_parser(__doc__)
     parser.add_argument("--data", type=Path, default=DATA, help="the kor_emotiontts folder")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/emo-korean"), help="caches and functionals (reused)")
     parser.add_argument("--seed", type=int, default=0, help="fold assignment and training seed")
@@ -448,7 +446,7 @@ def main() -> None:
     parser.add_argument("--no-emo", action="store_true", help="baseline only")
     parser.add_argument("--no-baseline", action="store_true", help="emo only")
     parser.add_argument("--workers", type=int, default=2, help="extraction threads")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for training")
+    _common.add_threads(parser, 1, help="torch intra-op threads for training")
     parser.add_argument("--baseline-heads", action="store_true",
                         help="emo's logreg / svm heads (with and without --normalize speaker) instead of CONFIGS")
     parser.add_argument("--cache", action="append", default=[], metavar="NAME=PATH",

@@ -11,14 +11,15 @@ seconds per setting and the ratio uncapped / capped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import _common
+
+ROOT = _common.ROOT
 
 CHILD = r"""
 import json, resource, sys, time
@@ -53,12 +54,11 @@ def make_cache(path: Path, clips: int, long_frames: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.bench_parser(__doc__, summary_only=True)
     parser.add_argument("--long-frames", type=int, default=4000)
     parser.add_argument("--max-frames", type=int, default=1000)
     parser.add_argument("--clips", type=int, default=48)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "long.h5"
         make_cache(cache, args.clips, args.long_frames)

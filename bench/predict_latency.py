@@ -16,13 +16,14 @@ Then it times
 
 from __future__ import annotations
 
-import argparse
 import csv
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+import _common
 
 
 def build_run(root: Path, audio: str, clips_per_cell: int, epochs: int) -> tuple[Path, list[tuple[str, str, str]]]:
@@ -46,12 +47,12 @@ def build_run(root: Path, audio: str, clips_per_cell: int, epochs: int) -> tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _common.bench_parser(__doc__)
     parser.add_argument("--audio", default="egemaps", choices=["egemaps", "logmel"], help="built-in audio features")
     parser.add_argument("--clips", type=int, default=24, help="clips timed one at a time")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    _common.add_threads(parser)
     args = parser.parse_args()
 
     import torch
@@ -59,8 +60,7 @@ def main() -> None:
     from emo import predict
     from emo.predictor import Predictor
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _common.set_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         run, media = build_run(Path(tmp), args.audio, clips_per_cell=max(1, -(-args.clips // 24)), epochs=args.epochs)

@@ -18,7 +18,6 @@ On the CPU each setting gets the same torch threads in all: OMP_NUM_THREADS = co
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import re
@@ -30,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common  # noqa: E402
 from extract_speed import build_model, make_clips  # noqa: E402 (bench/ is not a package)
 
 
@@ -76,7 +76,7 @@ def largest_difference(a: Path, b: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _common.bench_parser(__doc__)
     parser.add_argument("--nproc", type=int, default=2, help="processes of the scaled-out run (compared with 1)")
     parser.add_argument("--clips", type=int, default=48)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (each rank takes cuda:LOCAL_RANK)")

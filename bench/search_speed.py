@@ -17,7 +17,6 @@ of that trial, and each wall time as a ratio of the random search's.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -29,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+import _common
+
+ROOT = _common.ROOT
 CLASSES = ["angry", "happy", "neutral", "sad"]
 GRID = ["lr=1e-5,3e-5,1e-4,3e-4,1e-3,3e-3", "d_model=32,64,128", "dropout=0.0,0.2,0.4"]  # 54 points
 
@@ -87,7 +88,7 @@ def summary(out: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.bench_parser(__doc__, summary_only=True)
     parser.add_argument("--clips", type=int, default=480)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--width", type=int, default=64)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common  # noqa: E402 (this checkout's emo on sys.path)
 
 # Hidden state 2 alone and all of them: the reference figures (0.940 and 0.947, cut mode).
 PROBE_LAYERS = (("hidden state 2", [2]), ("all hidden states", None))
