@@ -197,12 +197,12 @@ def extract_command(
         EXTRACT_DEFAULTS["audio_backbone"], "--audio-backbone",
         help="HF id, local model folder, or built-in: whisper-base, whisper-tiny.en (packaged weights), egemaps, compare, logmel.",
     ),
-    audio_layers: Optional[str] = typer.Option(None, "--audio-layers", help="Hidden layers kept: last, all, or e.g. 12,18,24 (default: the backbone's)."),
+    audio_layers: Optional[str] = typer.Option(None, "--audio-layers", help="Hidden layers kept: last, all, or e.g. 12,18,24 (negative: from the end, -1 = last; default: the backbone's)."),
     whisper_input: Optional[str] = typer.Option(
         None, "--whisper-input", help="Whisper encoders: cut (default: the clip's own frames) or pad30 (padded to 30 s as in training)."
     ),
     text_backbone: str = typer.Option(EXTRACT_DEFAULTS["text_backbone"], "--text-backbone", help="HF id or local model folder."),
-    text_layers: Optional[str] = typer.Option(None, "--text-layers", help="Hidden layers kept: last, all, or e.g. 8,12 (default: last)."),
+    text_layers: Optional[str] = typer.Option(None, "--text-layers", help="Hidden layers kept: last, all, or e.g. 8,12 (negative: from the end, -1 = last; default: last)."),
     visual_backbone: Optional[str] = typer.Option(None, "--visual-backbone", help="Image encoder for face crops: HF id or local folder."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Video frames sampled per second (or give --frames)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Video frames sampled per clip, evenly spaced (or give --fps)."),
@@ -319,7 +319,7 @@ def fit_command(
     epochs: Epochs = fit_default("epochs"),
     seed: int = typer.Option(fit_default("seed"), "--seed", help="Seed of splits, sampling, initialisation and batch order."),
     device: Device = fit_default("device"),
-    layers: List[str] = typer.Option([], "--layers", help='Cached layers to use: "12,18,24", "last", "all", or per modality "audio=12,18" (repeatable).'),
+    layers: List[str] = typer.Option([], "--layers", help='Cached layers to use: "12,18,24", "last", "all" (negative: from the end, -1 = last), or per modality "audio=12,18" (repeatable).'),
     batch_size: Optional[int] = typer.Option(fit_default("batch_size"), "--batch-size", help="Clips per training step (default: the head's own, else the general one; recorded in config.json)."),
     lr: Optional[float] = typer.Option(fit_default("lr"), "--lr", help="Peak AdamW learning rate, linear warm-up, cosine decay (default: the head's own, else the general one; recorded in config.json)."),
     per_class: Optional[int] = typer.Option(fit_default("per_class"), "--per-class", help="Keep at most N training clips per class."),
