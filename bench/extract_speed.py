@@ -124,7 +124,7 @@ def main() -> None:
 
 
 def run_whisper(args, mode: str) -> None:
-    from emo.extract.audio_backbones import make_audio_extractor
+    from emo.extract.encoders.audio_backbones import make_audio_extractor
 
     _common.set_threads(args.threads)
     started = time.perf_counter()
@@ -143,7 +143,7 @@ def run_whisper(args, mode: str) -> None:
 
 
 def run_wav2vec2(args) -> None:
-    from emo.extract.audio_hf import AudioExtractor
+    from emo.extract.encoders.audio_hf import AudioExtractor
 
     _common.set_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,7 @@ Protocol (every number in the table comes from the same five test folds):
   assignment `emo fit --split kfold-speaker:5 --seed SEED` uses. The script checks that
   emo's own fit reproduces it (its `splits` must equal ours).
 - Baseline: openSMILE functionals per clip (eGeMAPSv02: 88, ComParE_2016: 6373) of the 16 kHz
-  mono signal from `emo.extract.audio_decode.load_audio`; StandardScaler + SVC(rbf,
+  mono signal from `emo.extract.decode.audio.load_audio`; StandardScaler + SVC(rbf,
   gamma="scale") fitted on all non-test clips of a fold. C either fixed at 1, or chosen from
   C_GRID by an inner speaker-grouped 4-fold CV on the training clips only (balanced accuracy).
 - emo: caches from `emo extract kor-emotion ROOT --modalities audio --audio-backbone B` for
@@ -138,7 +138,7 @@ def functionals(feature_set: str, ids, paths, out: Path) -> np.ndarray:
     """(clips, features) openSMILE functionals, cached in out/functionals_<set>.npz by clip id."""
     import opensmile
 
-    from emo.extract.audio_decode import SAMPLE_RATE, load_audio
+    from emo.extract.decode.audio import SAMPLE_RATE, load_audio
 
     store = out / f"functionals_{feature_set}.npz"
     if store.exists():

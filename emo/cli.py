@@ -234,9 +234,9 @@ def extract_command(
     """
     from rich.console import Console
 
-    from emo.extract.distributed import end_distributed, is_main_process
+    from emo.extract.run.distributed import end_distributed, is_main_process
     from emo.extract.options import default_workers, parse_modalities, parse_shard
-    from emo.extract.report import summary_table
+    from emo.extract.run.summary import summary_table
     from emo.extract import run_extraction
     from emo.key_value import split_key_value
 

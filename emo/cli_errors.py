@@ -44,8 +44,8 @@ def print_error(message: str) -> None:
 
 def _main_process() -> bool:
     """False on torchrun ranks other than 0 (`emo extract` under torchrun): rank 0 reports every
-    rank's error (emo/extract/distributed.py), so the others stay silent and exit 1."""
-    from emo.extract.distributed import is_main_process
+    rank's error (emo/extract/run/distributed.py), so the others stay silent and exit 1."""
+    from emo.extract.run.distributed import is_main_process
 
     return is_main_process()
 

@@ -153,7 +153,7 @@ def test_a_gpu_index_the_machine_lacks_is_an_error(gpu, monkeypatch):
 
 def test_an_audio_encoder_on_missing_cuda_fails_with_the_resolver_message(tmp_path, monkeypatch):
     """The encoders resolve --device as the fit does (they used to fail inside model.to())."""
-    from emo.extract.audio_backbones import make_audio_extractor
+    from emo.extract.encoders.audio_backbones import make_audio_extractor
     from tiny_models import save_tiny_wav2vec2
 
     folder = save_tiny_wav2vec2(tmp_path / "w2v")

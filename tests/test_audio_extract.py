@@ -12,9 +12,9 @@ from tiny_models import save_tiny_wav2vec2
 
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipError, ClipMissing
-from emo.extract.audio_backbones import AudioExtractor, ClassicAudioExtractor, make_audio_extractor
-from emo.extract.audio_decode import load_audio
-from emo.extract.audio_hf import PreparedWave
+from emo.extract.encoders.audio_backbones import AudioExtractor, ClassicAudioExtractor, make_audio_extractor
+from emo.extract.decode.audio import load_audio
+from emo.extract.encoders.audio_hf import PreparedWave
 
 KOREAN_WAV = "kor_emotiontts/emotional-to-emotional/nea/wav/nea00001.wav"
 

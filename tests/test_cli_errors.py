@@ -92,8 +92,8 @@ def test_markup_in_class_names_and_paths_prints_verbatim(odd_cache, tmp_path):
 @pytest.mark.parametrize("rank", [0, 1])
 def test_extract_error_under_torchrun_is_printed_by_rank_0_before_the_ranks_leave(monkeypatch, tmp_path, rank):
     import emo.cli_errors
-    import emo.extract.distributed
-    import emo.extract.runner
+    import emo.extract.run.distributed
+    import emo.extract.run.local
     from emo.errors import EmoError
 
     events = []
@@ -103,7 +103,7 @@ def test_extract_error_under_torchrun_is_printed_by_rank_0_before_the_ranks_leav
 
     printing = emo.cli_errors.print_error
     monkeypatch.setattr(emo.extract, "run_extraction", failing)
-    monkeypatch.setattr(emo.extract.distributed, "end_distributed", lambda: events.append("leave"))
+    monkeypatch.setattr(emo.extract.run.distributed, "end_distributed", lambda: events.append("leave"))
     monkeypatch.setattr(emo.cli_errors, "print_error", lambda message: (events.append("print"), printing(message)))
     torchrun = {"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2"}
     result = run("extract", "manifest", tmp_path, "-o", tmp_path / "c.h5", "--device", "cpu", env=torchrun)

@@ -11,9 +11,9 @@ def test_the_default_backbones_are_the_same_for_cli_options_and_extractors():
     from typer.main import get_command
 
     from emo.cli import app
-    from emo.extract.audio_backbones import make_audio_extractor
+    from emo.extract.encoders.audio_backbones import make_audio_extractor
     from emo.extract.options import ExtractOptions
-    from emo.extract.text_backbone import TextExtractor, make_text_extractor
+    from emo.extract.encoders.text_backbone import TextExtractor, make_text_extractor
 
     extract = get_command(app).commands["extract"]
     shown = {p.name: p.default for p in extract.params}
@@ -26,8 +26,8 @@ def test_the_default_backbones_are_the_same_for_cli_options_and_extractors():
 
 
 def test_the_face_stage_and_the_image_encoder_share_the_face_defaults():
-    from emo.extract.faces import FacesExtractor
-    from emo.extract.image_backbone import VisualExtractor
+    from emo.extract.decode.faces import FacesExtractor
+    from emo.extract.encoders.image_backbone import VisualExtractor
 
     faces = FacesExtractor()
     visual = inspect.signature(VisualExtractor).parameters

@@ -15,7 +15,7 @@ import pytest
 
 from emo.cache import CacheReader
 from emo.errors import EmoError
-from emo.extract.distributed import distributed_context, rank_device, shard_cache_path, stale_shard_paths
+from emo.extract.run.distributed import distributed_context, rank_device, shard_cache_path, stale_shard_paths
 
 KCBERT_VOCAB = "korean_tokenizers/kcbert-base/vocab.txt"
 TORCHRUN_TIMEOUT_S = 420  # two processes importing torch + transformers on a busy 2-core machine
@@ -174,7 +174,7 @@ def test_torchrun_resumes_an_existing_cache_and_a_killed_runs_shard(korean, tmp_
 FAILING_RANK = """
 import os
 from emo.errors import BackboneError
-import emo.extract.runner as runner
+import emo.extract.run.local as runner
 
 load = runner.build_extractor
 
@@ -219,9 +219,9 @@ def test_the_runner_never_imports_the_torchrun_layer_above_it():
     dispatcher inside runner did) would make the two modules one tangle again."""
     import ast
 
-    import emo.extract.runner
+    import emo.extract.run.local
 
-    tree = ast.parse(Path(emo.extract.runner.__file__).read_text())
+    tree = ast.parse(Path(emo.extract.run.local.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert not imported & {"emo.extract.distributed", "emo.extract.entry", "emo.extract"}
+    assert not imported & {"emo.extract.run.distributed", "emo.extract.run.dispatch", "emo.extract"}

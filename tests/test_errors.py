@@ -24,7 +24,7 @@ def test_a_hub_failure_with_an_empty_message_is_still_a_one_line_backbone_error(
     """It was an IndexError (str(exc).splitlines()[0] of an empty message)."""
     import huggingface_hub
 
-    from emo.extract.hub import resolve_pretrained
+    from emo.extract.encoders.hub import resolve_pretrained
 
     def fail(*args, **kwargs):
         raise ConnectionError()

@@ -163,7 +163,7 @@ def test_a_non_utf8_transcript_is_failed_with_that_reason_not_an_empty_transcrip
     from test_extract_run import FakeExtractor
 
     from emo.extract.datasets import load_clips
-    from emo.extract.runner import available_modalities, extract_into_cache
+    from emo.extract.run.local import available_modalities, extract_into_cache
 
     speaker = tmp_path / "kor" / "emotional-to-emotional" / "nea"
     (speaker / "wav").mkdir(parents=True)
@@ -186,7 +186,7 @@ def test_a_non_utf8_transcript_is_failed_with_that_reason_not_an_empty_transcrip
 def test_a_missing_backbone_names_the_option_that_chose_it(tmp_path, option, flag, monkeypatch):
     from emo.errors import BackboneError
     from emo.extract.options import ExtractOptions
-    from emo.extract.runner import build_extractor
+    from emo.extract.run.local import build_extractor
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     options = ExtractOptions(text_backbone="no-such-org/no-such-model", visual_backbone="no-such-org/no-such-model")

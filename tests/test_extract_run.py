@@ -19,7 +19,7 @@ import pytest
 from emo.cache import STATUS_FAILED, STATUS_MISSING, STATUS_OK, CacheReader
 from emo.clip import Clip
 from emo.errors import ClipError, ClipMissing
-from emo.extract.runner import available_modalities, extract_into_cache, shard_clips
+from emo.extract.run.local import available_modalities, extract_into_cache, shard_clips
 
 TESTS_DIR = Path(__file__).resolve().parent
 KCBERT_VOCAB = "korean_tokenizers/kcbert-base/vocab.txt"
@@ -288,7 +288,7 @@ RESUME_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_extract_run import FakeExtractor, fake_clips
-from emo.extract.runner import extract_into_cache
+from emo.extract.run.local import extract_into_cache
 extractor = FakeExtractor("audio", sleep=float(sys.argv[3]), log=sys.argv[2])
 extract_into_cache(fake_clips(60), sys.argv[1], {{"audio": extractor}}, dataset="fake", workers=2,
                    budgets={{"audio": 4.0}}, progress=False)
@@ -373,7 +373,7 @@ def invoke(*args: str):
 def test_cli_extracts_audio_and_text_of_the_korean_set_and_a_rerun_keeps_them(shared_data, tmp_path, tiny_electra):
     from emo.extract.datasets import load_clips
     from emo.extract.options import ExtractOptions, options_from_recorded
-    from emo.extract.runner import build_extractor
+    from emo.extract.run.local import build_extractor
 
     root, cache = shared_data / "kor_emotiontts", tmp_path / "kor.h5"
     args = [
@@ -422,7 +422,7 @@ def test_cli_runs_a_hugging_face_audio_encoder_on_a_shard_with_batched_values_eq
 
     from emo.extract.datasets import load_clips
     from emo.extract.options import ExtractOptions
-    from emo.extract.runner import build_extractor
+    from emo.extract.run.local import build_extractor
 
     model = save_tiny_wav2vec2(tmp_path / "w2v")
     root, cache = shared_data / "kor_emotiontts", tmp_path / "shard.h5"
@@ -497,7 +497,7 @@ def test_building_a_hugging_face_extractor_draws_no_loading_bar(tmp_path, capfd)
     from transformers.utils import logging as hf_logging
 
     from emo.extract.options import ExtractOptions
-    from emo.extract.runner import build_extractor
+    from emo.extract.run.local import build_extractor
 
     model = save_tiny_wav2vec2(tmp_path / "w2v")
     hf_logging.enable_progress_bar()

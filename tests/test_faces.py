@@ -11,7 +11,7 @@ import pytest
 
 from emo.clip import Clip
 from emo.errors import ClipError, ClipMissing
-from emo.extract.faces import (
+from emo.extract.decode.faces import (
     FacesExtractor,
     align_faces,
     detect_and_align,
@@ -19,8 +19,8 @@ from emo.extract.faces import (
     nearest_kept,
     select_main_face,
 )
-from emo.extract.retinaface_onnx import Detections, RetinaFace, get_detector
-from emo.extract.video_decode import read_frames
+from emo.extract.decode.retinaface_onnx import Detections, RetinaFace, get_detector
+from emo.extract.decode.video import read_frames
 
 MEAD_FRAMES = 8
 
@@ -96,7 +96,7 @@ def test_more_frames_than_the_clip_has_repeat_frames(tmp_path):
 
 
 def test_clip_without_duration_in_its_header_samples_the_same_frames(tmp_path, monkeypatch):
-    import emo.extract.video_decode as video_decode
+    import emo.extract.decode.video as video_decode
 
     frames = np.stack([np.full((32, 32, 3), 8 * i, np.uint8) for i in range(30)])
     video = str(write_video(tmp_path / "ramp.mkv", frames))
@@ -174,7 +174,7 @@ def test_detection_size_maps_coordinates_back(shared_data, detector):
     (shrunk,) = detector.detect(image, detect_size=800)
     # The same confident faces come back at the same place in original pixels.
     confident = native.boxes[native.scores > 0.95]
-    from emo.extract.faces import box_iou
+    from emo.extract.decode.faces import box_iou
 
     assert np.median(box_iou(confident, shrunk.boxes).max(axis=1)) > 0.8
 

@@ -71,12 +71,12 @@ def test_an_uncached_hub_backbone_is_refused_without_downloading(crafted, hub_ca
 
 
 def test_a_folder_that_is_not_a_model_folder_is_never_hashed(crafted, tmp_path, monkeypatch):
-    import emo.extract.hub
+    import emo.extract.encoders.hub
 
     def never(path):
         raise AssertionError(f"hashed {path}")
 
-    monkeypatch.setattr(emo.extract.hub, "hash_folder", never)
+    monkeypatch.setattr(emo.extract.encoders.hub, "hash_folder", never)
     home = tmp_path / "home"
     (home / "documents").mkdir(parents=True)
     (home / "documents" / "weights.bin").write_bytes(b"private")
@@ -107,16 +107,16 @@ def test_recorded_options_must_name_the_fingerprints_backbone(crafted, hub_calls
 
 
 def test_a_cached_snapshot_of_other_weights_is_refused_before_loading(crafted, monkeypatch, tmp_path):
-    import emo.extract.hub
+    import emo.extract.encoders.hub
 
     snapshot = tmp_path / "hub" / "snapshots" / "abc123abc123"
-    monkeypatch.setattr(emo.extract.hub, "cached_snapshot", lambda name: str(snapshot))
+    monkeypatch.setattr(emo.extract.encoders.hub, "cached_snapshot", lambda name: str(snapshot))
     with pytest.raises(EmoError, match="the local copy is snapshot abc123abc123, the run was trained on def456"):
         Predictor(crafted("some-org/some-model", revision="def456def456"))
 
 
 def test_downloads_happen_only_when_asked(trained, tmp_path, monkeypatch, hub_calls):
-    import emo.extract.hub
+    import emo.extract.encoders.hub
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     run = tmp_path / "run"
@@ -126,7 +126,7 @@ def test_downloads_happen_only_when_asked(trained, tmp_path, monkeypatch, hub_ca
     config["cache"]["extract_options"] = {"audio": {"audio_backbone": "some-org/some-model"}}
     (run / "config.json").write_text(json.dumps(config))
     # The check passes (as if cached at the trained snapshot); what the extractor build may do is the question.
-    monkeypatch.setattr(emo.extract.hub, "cached_snapshot", lambda name: str(tmp_path / "abc123"))
+    monkeypatch.setattr(emo.extract.encoders.hub, "cached_snapshot", lambda name: str(tmp_path / "abc123"))
     with pytest.raises(EmoError):
         Predictor(run)
     assert hub_calls == [("some-org/some-model", True)]

@@ -16,8 +16,8 @@ from emo.errors import BackboneError, ClipMissing
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from emo.extract.image_backbone import PixelNormaliser, VisualExtractor, make_visual_extractor  # noqa: E402
-from emo.extract.text_backbone import TextExtractor, make_text_extractor  # noqa: E402
+from emo.extract.encoders.image_backbone import PixelNormaliser, VisualExtractor, make_visual_extractor  # noqa: E402
+from emo.extract.encoders.text_backbone import TextExtractor, make_text_extractor  # noqa: E402
 
 HIDDEN = 32
 LAYERS = 2
@@ -193,7 +193,7 @@ def test_text_fingerprint_follows_the_weights(tmp_path, shared_data, electra_dir
 
 def test_text_sequences_through_the_cache(tmp_path, text_all, transcripts):
     from emo.cache import CacheReader
-    from emo.extract.runner import extract_into_cache
+    from emo.extract.run.local import extract_into_cache
 
     clips = transcripts[:6] + [Clip(id="silent", label="", speaker="", text="  ")]
     (summary,) = extract_into_cache(clips, tmp_path / "c.h5", {"text": text_all}, dataset="kor", workers=2, progress=False)

@@ -12,8 +12,8 @@ from tiny_models import save_tiny_wav2vec2, save_tiny_whisper
 
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipError
-from emo.extract.audio_backbones import WhisperExtractor, make_audio_extractor
-from emo.extract.audio_whisper import PreparedMel
+from emo.extract.encoders.audio_backbones import WhisperExtractor, make_audio_extractor
+from emo.extract.encoders.audio_whisper import PreparedMel
 
 
 def noise(seconds: float, seed: int, gain: float = 0.1) -> np.ndarray:

@@ -13,9 +13,9 @@ import pytest
 
 from emo.clip import Clip
 from emo.errors import BackboneError
-from emo.extract import whisper_builtin
-from emo.extract.audio_backbones import WhisperExtractor, make_audio_extractor
-from emo.extract.whisper_builtin import BUILTIN_WHISPER, PackagedPart, PackagedWhisper, load_builtin_whisper
+from emo.extract.encoders import whisper_builtin
+from emo.extract.encoders.audio_backbones import WhisperExtractor, make_audio_extractor
+from emo.extract.encoders.whisper_builtin import BUILTIN_WHISPER, PackagedPart, PackagedWhisper, load_builtin_whisper
 
 KOREAN = "kor_emotiontts/emotional-to-emotional/nea/wav"
 
@@ -97,7 +97,7 @@ def _convert_in_a_process(cache: str, queue) -> None:
     import os
 
     os.environ["EMO_CACHE_DIR"] = cache
-    from emo.extract.whisper_builtin import load_builtin_whisper
+    from emo.extract.encoders.whisper_builtin import load_builtin_whisper
 
     queue.put(str(load_builtin_whisper("whisper-tiny.en").path))
 

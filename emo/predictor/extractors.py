@@ -96,9 +96,9 @@ def describe_changes(trained: Mapping[str, Any], current: Mapping[str, Any]) -> 
 
 
 def _builtin_backbones() -> set[str]:
-    from emo.extract.audio_classic import BUILTIN_AUDIO
-    from emo.extract.hub import BUNDLED
-    from emo.extract.whisper_builtin import BUILTIN_WHISPER
+    from emo.extract.encoders.audio_classic import BUILTIN_AUDIO
+    from emo.extract.encoders.hub import BUNDLED
+    from emo.extract.encoders.whisper_builtin import BUILTIN_WHISPER
 
     return {*BUILTIN_AUDIO, *BUILTIN_WHISPER, *BUNDLED}
 
@@ -137,7 +137,7 @@ def check_backbone(modality: str, options, fingerprint: Mapping[str, Any], allow
         raise EmoError(f"{where}: neither a built-in backbone, a model folder here nor a Hugging Face repo id")
     if allow_download:
         return
-    from emo.extract.hub import cached_snapshot
+    from emo.extract.encoders.hub import cached_snapshot
 
     snapshot = cached_snapshot(name)
     if snapshot is None:
@@ -179,8 +179,8 @@ def build_checked_extractors(
     EmoError when a backbone is refused (`check_backbone`), an extractor cannot be built, or its
     fingerprint differs (naming modality and field). Nothing is downloaded unless `allow_download`.
     """
-    from emo.extract.hub import downloads_allowed
-    from emo.extract.runner import build_extractor
+    from emo.extract.encoders.hub import downloads_allowed
+    from emo.extract.run.local import build_extractor
 
     from emo.fusion.run_record import RunRecord
 

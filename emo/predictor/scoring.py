@@ -184,7 +184,7 @@ class Predictor:
         (the run's model itself is broken) stops the call, as it stops `emo extract`.
         """
         from emo.errors import ClipMissing
-        from emo.extract.encode import batch_budget, encode_clips, failure_reason
+        from emo.extract.run.encode import batch_budget, encode_clips, failure_reason
 
         extractor = self.extractors[modality]
         result = _Extracted([None] * len(clips))

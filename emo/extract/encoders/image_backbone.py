@@ -23,7 +23,7 @@ from emo.clip import Clip
 from emo.constants import DEFAULT_FACE_SIZE, DEFAULT_FRAMES
 from emo.errors import BackboneError, ClipMissing, describe
 from emo.layer_spec import encoder_layers
-from emo.extract.text_backbone import (
+from emo.extract.encoders.text_backbone import (
     SCHEMA_VERSION,
     load_pretrained_model,
     to_float16,
@@ -169,9 +169,9 @@ def has_class_token(model) -> bool:
 def make_face_pipeline(fps: float | None, frames: int | None, face_size: int, missing_frames: str | None = None):
     """The faces stage whose crops the encoder reads (imported here: it pulls in the detector)."""
     try:
-        from emo.extract.faces import FacesExtractor
+        from emo.extract.decode.faces import FacesExtractor
     except ImportError as exc:
-        raise BackboneError(f"visual: the face pipeline (emo.extract.faces) cannot be imported: {exc}") from None
+        raise BackboneError(f"visual: the face pipeline (emo.extract.decode.faces) cannot be imported: {exc}") from None
     options: dict[str, Any] = {"fps": fps} if fps is not None else {"frames": frames}
     if missing_frames is not None:
         options["missing_frames"] = missing_frames
@@ -205,7 +205,7 @@ class VisualExtractor:
         fps / frames / face_size / missing_frames when None. Sampling is by fps when given, else
         `frames` per clip; missing_frames None keeps the face stage's default ("fill": frames
         without the face repeat the nearest one that has it; "drop": they are left out)."""
-        from emo.extract.hub import resolve_pretrained
+        from emo.extract.encoders.hub import resolve_pretrained
 
         if pooling not in ("auto", "cls", "mean"):
             raise BackboneError(f"{backbone}: pooling {pooling!r}: expected auto, cls or mean")

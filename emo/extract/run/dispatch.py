@@ -1,8 +1,8 @@
 """The extract stage's public entry point: `run_extraction`, in one process or under torchrun.
 
 It checks what can be checked before any dataset scan or model load, then dispatches: one
-process runs `emo.extract.runner.run_single_process`; under torchrun (WORLD_SIZE > 1) each
-process runs `emo.extract.distributed.run_distributed_extraction` on its shard. Both take the
+process runs `emo.extract.run.local.run_single_process`; under torchrun (WORLD_SIZE > 1) each
+process runs `emo.extract.run.distributed.run_distributed_extraction` on its shard. Both take the
 same `ExtractionRequest`, so the options are spelled out once, here.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from emo.errors import EmoError
-from emo.extract.distributed import distributed_context, run_distributed_extraction
+from emo.extract.run.distributed import distributed_context, run_distributed_extraction
 from emo.extract.options import ExtractOptions
-from emo.extract.runner import ExtractionRequest, ExtractionSummary, run_single_process
+from emo.extract.run.local import ExtractionRequest, ExtractionSummary, run_single_process
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -37,7 +37,7 @@ def run_extraction(
     """Extract `modalities` (default: what the dataset has) of dataset `dataset` at `root` into `cache_path`.
 
     retry_failed: clips recorded as failed are extracted again (after the files were fixed).
-    Under torchrun every process extracts its own shard and rank 0 merges (emo.extract.distributed).
+    Under torchrun every process extracts its own shard and rank 0 merges (emo.extract.run.distributed).
     """
     return extract(ExtractionRequest(
         dataset, root, cache_path, modalities, options or ExtractOptions(), shard=shard, force=force,

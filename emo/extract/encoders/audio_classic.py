@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from emo.clip import Clip
 from emo.constants import FLOAT16_MAX
 from emo.errors import BackboneError, ClipError, ClipMissing
-from emo.extract.audio_decode import SAMPLE_RATE, load_audio
+from emo.extract.decode.audio import SAMPLE_RATE, load_audio
 from emo.layer_spec import encoder_layers
 
 SCHEMA = 1

@@ -2,14 +2,14 @@
 
 For each modality the runner compares the extractor's fingerprint with the cache's
 (`CacheWriter.open_modality`: kept / new / rebuilt), takes the clips still pending, runs them
-through the encode loop (`emo.extract.encode.encode_clips`: prepared on CPU threads ahead of
+through the encode loop (`emo.extract.run.encode.encode_clips`: prepared on CPU threads ahead of
 the encoder, batches cut by cost, cast as stored) and writes each batch atomically. A killed
 run therefore resumes after its last written batch, and a clip that fails is recorded
 (status + reason) while the run carries on. Only a broken backbone (BackboneError, at load
 or while encoding) or a bad dataset/cache stops the run.
 
 The entry point, `emo.extract.run_extraction`, runs it in one process (`run_single_process`)
-or, under torchrun (WORLD_SIZE > 1), hands over to emo.extract.distributed: one shard per
+or, under torchrun (WORLD_SIZE > 1), hands over to emo.extract.run.distributed: one shard per
 process, merged into the cache by rank 0. Neither this module nor distributed imports the
 entry point: the dependencies run one way (entry -> distributed -> runner).
 """
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping, Sequence
 from emo.accel import resolve_device
 from emo.clip import Clip
 from emo.errors import BackboneError, CacheError, ClipError
-from emo.extract.batching import batching_order, with_probed_durations
-from emo.extract.encode import batch_budget, encode_clips, failure_reason
+from emo.extract.run.batching import batching_order, with_probed_durations
+from emo.extract.run.encode import batch_budget, encode_clips, failure_reason
 from emo.extract.options import EXTRACT_MODALITIES, ExtractOptions, default_workers, extract_options_for
 
 if TYPE_CHECKING:
@@ -111,21 +111,21 @@ def build_extractor(modality: str, options: ExtractOptions, device: str) -> "Ext
     if modality != "faces":  # every other extractor may load a Hugging Face model
         _quiet_model_loading()
     if modality == "audio":
-        from emo.extract.audio_backbones import make_audio_extractor
+        from emo.extract.encoders.audio_backbones import make_audio_extractor
 
         return make_audio_extractor(
             options.audio_backbone, device=device, **_given(layers=options.audio_layers, input_mode=options.whisper_input)
         )
     if modality == "text":
-        from emo.extract.text_backbone import make_text_extractor
+        from emo.extract.encoders.text_backbone import make_text_extractor
 
         return make_text_extractor(options.text_backbone, device=device, **_given(layers=options.text_layers))
     if modality == "faces":
-        from emo.extract.faces import FacesExtractor
+        from emo.extract.decode.faces import FacesExtractor
 
         return FacesExtractor(device=device, **_face_settings(options))
     if modality == "visual":
-        from emo.extract.image_backbone import make_visual_extractor
+        from emo.extract.encoders.image_backbone import make_visual_extractor
 
         return make_visual_extractor(options.visual_backbone, device=device, **_face_settings(options))
     raise ValueError(f"unknown modality {modality!r} (one of {', '.join(EXTRACT_MODALITIES)})")
@@ -226,7 +226,7 @@ def scan_dataset(
     from rich.text import Text
 
     from emo.extract.datasets import load_clips
-    from emo.extract.report import skipped_line
+    from emo.extract.run.summary import skipped_line
 
     scan = load_clips(dataset, root, **dict(dataset_options or {}))
     skipped = [_skip_text(s) for s in scan.skipped]
@@ -286,7 +286,7 @@ def extract_into_cache(
     called with the clip-table changes of a rerun (updated metadata, media to extract again).
     """
     from emo.cache import CacheReader, CacheWriter
-    from emo.extract.report import extraction_progress
+    from emo.extract.run.summary import extraction_progress
 
     if not clips:
         raise CacheError(f"{cache_path}: no clips to extract")

@@ -15,7 +15,7 @@ import numpy as np
 from emo.clip import Clip
 from emo.constants import DEFAULT_FACE_SIZE, DEFAULT_FRAMES
 from emo.errors import ClipMissing
-from emo.extract.retinaface_onnx import (
+from emo.extract.decode.retinaface_onnx import (
     DEFAULT_DETECT_SIZE,
     DEFAULT_NMS_THRESHOLD,
     DEFAULT_SCORE_THRESHOLD,
@@ -309,7 +309,7 @@ class FacesExtractor:
         }
 
     def prepare(self, clip: Clip) -> PreparedFaces:
-        from emo.extract.video_decode import read_frames
+        from emo.extract.decode.video import read_frames
 
         if not clip.video:
             raise ClipMissing(clip.id, "no video file for this clip")

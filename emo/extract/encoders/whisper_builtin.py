@@ -136,7 +136,7 @@ def convert_ct2_whisper(data: bytes, source: str):
     import torch
     from transformers import WhisperConfig
 
-    from emo.extract.ctranslate2_file import read_ct2_model
+    from emo.extract.encoders.ctranslate2_file import read_ct2_model
 
     model = read_ct2_model(data, source)
     if model.spec != "WhisperSpec":

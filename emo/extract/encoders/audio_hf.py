@@ -23,11 +23,11 @@ import numpy as np
 from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipError, ClipMissing, describe
-from emo.extract.audio_decode import load_audio
+from emo.extract.decode.audio import load_audio
 from emo.layer_spec import encoder_layers
 
 if TYPE_CHECKING:
-    from emo.extract.hub import ResolvedModel
+    from emo.extract.encoders.hub import ResolvedModel
 
 SCHEMA = 1
 # Model families whose conv feature encoder normalises each frame on its own (LayerNorm over
@@ -110,7 +110,7 @@ class AudioExtractor(FrozenAudioEncoder):
     ):
         from transformers import AutoFeatureExtractor, AutoModel
 
-        from emo.extract.hub import resolve_pretrained
+        from emo.extract.encoders.hub import resolve_pretrained
 
         if max_window_s <= 0:
             raise BackboneError(f"{backbone}: max window must be positive, got {max_window_s} s")

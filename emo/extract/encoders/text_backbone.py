@@ -147,7 +147,7 @@ class TextExtractor:
         batch_tokens: int = 8192,
         precision: str = "auto",
     ):
-        from emo.extract.hub import resolve_pretrained
+        from emo.extract.encoders.hub import resolve_pretrained
 
         if max_tokens < 2:
             raise BackboneError(f"max_tokens {max_tokens}: needs room for at least the special tokens")

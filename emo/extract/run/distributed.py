@@ -43,10 +43,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from emo.errors import EmoError, describe
 
-from emo.extract import runner
-
+from emo.extract.run import local as runner
 if TYPE_CHECKING:
-    from emo.extract.runner import ExtractionRequest, ExtractionSummary, ModalityExtraction
+    from emo.extract.run.local import ExtractionRequest, ExtractionSummary, ModalityExtraction
 
 T = TypeVar("T")
 

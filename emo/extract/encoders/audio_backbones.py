@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from emo.constants import DEFAULT_AUDIO_BACKBONE
 from emo.errors import BackboneError
-from emo.extract.audio_classic import BUILTIN_AUDIO, ClassicAudioExtractor
-from emo.extract.audio_hf import AudioExtractor
-from emo.extract.audio_whisper import DEFAULT_INPUT_MODE, WhisperExtractor, is_whisper_folder
-from emo.extract.whisper_builtin import BUILTIN_WHISPER
+from emo.extract.encoders.audio_classic import BUILTIN_AUDIO, ClassicAudioExtractor
+from emo.extract.encoders.audio_hf import AudioExtractor
+from emo.extract.encoders.audio_whisper import DEFAULT_INPUT_MODE, WhisperExtractor, is_whisper_folder
+from emo.extract.encoders.whisper_builtin import BUILTIN_WHISPER
 
 
 def make_audio_extractor(
@@ -32,7 +32,7 @@ def make_audio_extractor(
                    input_mode=input_mode or DEFAULT_INPUT_MODE)
     if name in BUILTIN_WHISPER:
         return WhisperExtractor(name, **whisper)
-    from emo.extract.hub import resolve_pretrained
+    from emo.extract.encoders.hub import resolve_pretrained
 
     resolved = resolve_pretrained(name)  # once: hashing a large folder's weights is not free
     if is_whisper_folder(resolved.path):

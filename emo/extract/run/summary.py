@@ -9,7 +9,7 @@ if TYPE_CHECKING:  # rich is imported lazily; these are for annotations only
     from rich.progress import Progress
     from rich.console import RenderableType
 
-    from emo.extract.runner import ExtractionSummary
+    from emo.extract.run.local import ExtractionSummary
 
 MAX_REASONS_SHOWN = 3
 

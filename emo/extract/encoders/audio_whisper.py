@@ -30,7 +30,7 @@ import numpy as np
 from emo.clip import Clip
 from emo.errors import BackboneError, describe
 from emo.accel import autocast
-from emo.extract.audio_hf import FrozenAudioEncoder, balanced_windows, load_clip_audio
+from emo.extract.encoders.audio_hf import FrozenAudioEncoder, balanced_windows, load_clip_audio
 
 SCHEMA = 1
 INPUT_MODES = ("cut", "pad30")
@@ -112,7 +112,7 @@ class WhisperExtractor(FrozenAudioEncoder):
         self.backbone = str(backbone)
         if input_mode not in INPUT_MODES:
             raise BackboneError(f"{backbone}: Whisper input {input_mode!r} is not one of {', '.join(INPUT_MODES)}")
-        from emo.extract.whisper_builtin import BUILTIN_WHISPER, load_builtin_whisper
+        from emo.extract.encoders.whisper_builtin import BUILTIN_WHISPER, load_builtin_whisper
 
         if self.backbone in BUILTIN_WHISPER:
             built = load_builtin_whisper(self.backbone)
@@ -123,7 +123,7 @@ class WhisperExtractor(FrozenAudioEncoder):
             else:
                 encoder = self._load_folder(built.path)
         else:
-            from emo.extract.hub import resolve_pretrained
+            from emo.extract.encoders.hub import resolve_pretrained
 
             resolved = resolved or resolve_pretrained(self.backbone)
             self.kind, self.revision = "huggingface", resolved.revision

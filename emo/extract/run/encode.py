@@ -1,6 +1,6 @@
 """The encode loop, once: clips -> prepared ahead on threads -> batches by cost -> encoded -> cast as stored.
 
-Two sinks consume it: the cache writer (`emo extract`, emo.extract.runner) and the predictor
+Two sinks consume it: the cache writer (`emo extract`, emo.extract.run.local) and the predictor
 (`emo predict`, emo.predictor.scoring). Both therefore see the same arrays (the cache's
 dtype, the same shape and finiteness checks) and the same split of errors:
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from emo.clip import Clip
 from emo.errors import BackboneError, ClipError, describe
-from emo.extract.batching import Prepared, batches_by_cost, prepare_ahead
+from emo.extract.run.batching import Prepared, batches_by_cost, prepare_ahead
 from emo.extract.options import DEFAULT_BUDGETS
 
 if TYPE_CHECKING:

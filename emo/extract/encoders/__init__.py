@@ -1,0 +1,1 @@
+"""The frozen encoders: Hugging Face audio/text/image models, Whisper, openSMILE and log-mel."""
