@@ -293,7 +293,7 @@ def run_default_fit(path: Path, args) -> dict:
     epochs = [r["seconds"] for history in result.histories for r in history]
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"wall_s": time.perf_counter() - start, "cpu_s": usage.ru_utime + usage.ru_stime, "epoch_s": float(np.mean(epochs)), "epochs_run": [len(h) for h in result.histories],
-            "peak_rss_mib": peak_rss_mib(), "uar": result.metrics["uar"], "hparams": result.config["head"]["hparams"]}
+            "peak_rss_mib": peak_rss_mib(), "uar": result.metrics["uar"], "hparams": result.record.head["hparams"]}
 
 
 def default_fit_main(args) -> None:

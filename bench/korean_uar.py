@@ -418,7 +418,7 @@ def study(cache: Path, names, seed: int, val_fraction: float, out: Path | None) 
             "test_uar": result.metrics["uar"], "test_uar_std": result.metrics.get("uar_std"),
             "per_fold": [round(f["uar"], 3) for f in folds], "best_epochs": [f["best_epoch"] for f in folds],
             "seconds": time.perf_counter() - started, "options": STUDY[name],
-            "hparams": result.config["head"]["hparams"],
+            "hparams": result.record.head["hparams"],
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

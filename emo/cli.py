@@ -17,6 +17,7 @@ from emo.extract.options import ExtractOptions
 from emo.fusion.options import default as fit_default
 
 from emo.cli_errors import DEBUG_ENV, EmoGroup
+from emo.constants import DEMO_CLIPS, DEMO_EPOCHS, SWEEP_HEARTBEAT_S
 from emo.errors import EmoError
 
 app = typer.Typer(
@@ -360,10 +361,10 @@ def fit_command(
         time_mask=time_mask, feature_mask=feature_mask, mixup=mixup, head_params=parse_assignments(hparams),
         test_cache=test_cache, label_map=label_map or None, overlap=overlap,
     )
-    _fusion_print_metrics(result.metrics, f"{head} · {result.config['split']['spec']} · {out}")
+    _fusion_print_metrics(result.metrics, f"{head} · {result.record.split.spec} · {out}")
     _fusion_print_normalization(result.metrics)
     if "cross_corpus" in result.metrics:  # what the test cache left out, also with --quiet
-        _fusion_print_notes(result.metrics["cross_corpus"]["notes"], f"tested on {result.config['test_cache']['path']}")
+        _fusion_print_notes(result.metrics["cross_corpus"]["notes"], f"tested on {result.record.test_cache.path}")
 
 
 @app.command("eval")
@@ -410,7 +411,7 @@ def sweep_command(
     head: str = typer.Option(..., "--head", help="Comma list of heads."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results.csv and one run directory per fit."),
     grid: List[str] = typer.Option([], "--grid", help="KEY=V1,V2 (fit option or head hyperparameter; repeatable)."),
-    seeds: str = typer.Option("0", "--seeds", help="Comma list of seeds."),
+    seeds: str = typer.Option(str(fit_default("seed")), "--seeds", help="Comma list of seeds (default: fit's one seed)."),
     random: Optional[int] = typer.Option(None, "--random", help="Draw N grid points at random instead of the full grid."),
     modalities: Modalities = fit_default("modalities"),
     split: Split = fit_default("split"),
@@ -426,7 +427,7 @@ def sweep_command(
     storage: Optional[str] = typer.Option(None, "--storage", help="optuna: journal:PATH, a .log/.db file, or an RDB URL (default: a journal file in --out)."),
     study: Optional[str] = typer.Option(None, "--study", help="optuna: study name (default: the --out folder's name)."),
     space: Optional[Path] = typer.Option(None, "--space", help="optuna: JSON/YAML search space (default: the heads' default space)."),
-    heartbeat: int = typer.Option(60, "--heartbeat", help="optuna: seconds between a running trial's heartbeats; silent for twice that = lost, re-run."),
+    heartbeat: int = typer.Option(SWEEP_HEARTBEAT_S, "--heartbeat", help="optuna: seconds between a running trial's heartbeats; silent for twice that = lost, re-run."),
 ) -> None:
     """Fit heads x grid x seeds from one in-memory load of the cache, or share an Optuna search between workers."""
     from rich.console import Console
@@ -439,7 +440,7 @@ def sweep_command(
 
     console = Console()
     try:
-        seed_list = [int(s) for s in _fusion_list(seeds) or [0]]
+        seed_list = [int(s) for s in _fusion_list(seeds) or [fit_default("seed")]]
     except ValueError:
         raise EmoError(f"--seeds {seeds!r}: expected integers like 0,1,2")
     if search not in ("grid", "optuna"):
@@ -567,7 +568,7 @@ def predict_command(
 
     err = Console(stderr=True, soft_wrap=True)
     clips = attach_texts(group_files(files, pair=pair), text or None)  # bad arguments fail before any model loads
-    check_speaker(run, load_run(run).config.get("normalize"), speaker, len(clips))
+    check_speaker(run, load_run(run).record.normalize, speaker, len(clips))
     predictor = Predictor(run, device=device, allow_download=allow_download)
     predictions = predictor.predict(files, text or None, pair=pair, keep_going=True, speaker=speaker)
     if json_out:
@@ -591,8 +592,8 @@ def predict_command(
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("emo-demo"), "--out", "-o", help="Folder for the generated data, cache and runs."),
-    clips: int = typer.Option(5, help="Clips per speaker and emotion (6 speakers x 4 emotions)."),
-    epochs: int = typer.Option(30, help="Training epochs per head."),
+    clips: int = typer.Option(DEMO_CLIPS, help="Clips per speaker and emotion (6 speakers x 4 emotions)."),
+    epochs: int = typer.Option(DEMO_EPOCHS, help="Training epochs per head."),
     seed: int = typer.Option(0, help="Seed for the generated data and the training."),
 ) -> None:
     """Run the whole pipeline offline on a small dataset emo generates itself (no download)."""

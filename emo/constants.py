@@ -17,3 +17,10 @@ SAMPLE_RATE = 16000
 # Largest finite float16. Features are clamped to it before the float16 cast: an inf in the
 # cache (or in normalised inputs) would poison every head trained on it.
 FLOAT16_MAX = 65504.0
+
+# `emo demo` (emo.demo.run.run_demo and its CLI): clips per speaker and emotion, epochs per head.
+DEMO_CLIPS = 5
+DEMO_EPOCHS = 30
+
+# Sweeps: seconds between a running Optuna trial's heartbeats (silent for twice that: lost).
+SWEEP_HEARTBEAT_S = 60

@@ -81,3 +81,12 @@ def layers_by_modality(specs: Sequence[str] | str | None, modalities: Sequence[s
             for m in modalities:
                 out.setdefault(m, part)
     return out
+
+
+def stored_layer_ids(fingerprint: dict, row_shape: tuple) -> list:
+    """The layer ids along axis 1 of a cached feature row: the fingerprint's `layers` when it lists
+    one per row, else positions (a features modality with no layer choice, e.g. openSMILE)."""
+    listed = fingerprint.get("layers")
+    if isinstance(listed, list) and len(listed) == row_shape[0]:
+        return listed
+    return list(range(row_shape[0]))

@@ -89,7 +89,7 @@ def test_augmentation_runs_in_training_only_and_changes_training(cache, tmp_path
     assert calls == {"augment": steps, "mix": steps}
     losses = [r["train_loss"] for r in augmented.histories[0]]
     assert losses != [r["train_loss"] for r in plain.histories[0]]
-    assert augmented.config["options"]["mixup"] == 0.4
+    assert augmented.record.options["mixup"] == 0.4
     # Scoring is deterministic: the saved run rescored twice gives the fit's own test probabilities.
     first, second = evaluate(tmp_path / "run"), evaluate(tmp_path / "run")
     assert np.array_equal(first.predictions.probs, second.predictions.probs)

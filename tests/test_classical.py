@@ -74,7 +74,7 @@ def test_saved_baseline_reproduces_sklearn(cache, binary_cache, tmp_path, head, 
     path, modalities = (cache, ["audio", "text"]) if which == "multiclass" else (binary_cache, ["audio"])
     out = tmp_path / "run"
     result = fit(path, head=head, out=out, split="speaker", val_fraction=0.0, seed=0, quiet=True, head_params={"C": 2.0})
-    assert result.config["modalities"] == modalities
+    assert result.record.modalities == modalities
 
     saved = load_run(out)
     (split,) = saved.splits
@@ -135,10 +135,10 @@ def test_baselines_learn_and_take_layers(tmp_path):
         assert whole.metrics["uar"] > 0.7, whole.metrics
         assert whole.heads[0].n_features == 2 * 3 * 8
         one = fit(path, head=head, split="kfold-speaker:3", quiet=True, layers=["last"])
-        assert one.heads[0].n_features == 2 * 8 and one.config["cache"]["layers"]["audio"] == [2]
+        assert one.heads[0].n_features == 2 * 8 and one.record.cache.layers["audio"] == [2]
         assert one.histories[0][0]["val_weighted_f1"] is not None
         balanced = fit(path, head=head, split="kfold-speaker:3", quiet=True, class_weights="balanced")
-        assert balanced.metrics["uar"] > 0.7 and balanced.config["options"]["class_weights"] == "balanced"
+        assert balanced.metrics["uar"] > 0.7 and balanced.record.options["class_weights"] == "balanced"
 
 
 def test_sweep_runs_eval_and_cli(cache, tmp_path):

@@ -43,7 +43,7 @@ def test_every_head_learns_the_planted_signal(cache, head):
     assert result.metrics["accuracy"] > 0.7, result.metrics  # chance is 0.25
     assert result.metrics["uar"] > 0.7
     expected = {"audio": ["audio"], "text": ["text"], "visual": ["visual"]}.get(head, ["audio", "text", "visual"])
-    assert result.config["modalities"] == expected
+    assert result.record.modalities == expected
 
 
 def test_kfold_speaker_run_directory(cache, tmp_path):
@@ -149,10 +149,10 @@ def test_labels_classes_and_column_split(cache):
     reader = CacheReader(cache)
     perceived = dict(zip(reader.clips.ids, reader.clips.extras["perceived"]))
     part = dict(zip(reader.clips.ids, reader.clips.extras["part"]))
-    assert result.config["classes"] == ["sad", "neutral", "angry"] and result.config["label_column"] == "perceived"
+    assert result.record.classes == ["sad", "neutral", "angry"] and result.record.label_column == "perceived"
     kept = {c for c, label in perceived.items() if label in ("sad", "neutral", "angry")}
     assert sorted(result.predictions.ids) == sorted(c for c in kept if part[c] == "test")
-    assert [result.config["classes"][t] for t in result.predictions.true] == [perceived[c] for c in result.predictions.ids]
+    assert [result.record.classes[t] for t in result.predictions.true] == [perceived[c] for c in result.predictions.ids]
 
 
 def test_dedup_text_and_per_class_sampling(tmp_path):
@@ -160,7 +160,7 @@ def test_dedup_text_and_per_class_sampling(tmp_path):
     clips = make_synthetic_cache(cache, distinct_texts=40, shapes={"audio": (1, 8)})
     result = fit(cache, head="audio", head_params=small("audio"), dedup_text=True, per_class=3, order="short",
                  split="speaker", **FAST)
-    assert result.config["clips"]["dedup_dropped"] == len(clips) - 40
+    assert result.record.clips["dedup_dropped"] == len(clips) - 40
     texts = [c.text for c in clips]
     first_of_text = {c.id for i, c in enumerate(clips) if texts.index(c.text) == i}
     (split,) = result.splits
@@ -180,9 +180,9 @@ def test_modality_dropout_keeps_clips_missing_a_modality(tmp_path):
     cache = tmp_path / "missing.h5"
     make_synthetic_cache(cache, missing={"text": 8}, shapes={"audio": (1, 8), "text": (1, 8)})
     strict = fit(cache, head="cross_attention", head_params=small("cross_attention"), **FAST)
-    assert strict.config["clips"]["used"] == 96 - 8 and strict.config["clips"]["left_out_missing"] == 8
+    assert strict.record.clips["used"] == 96 - 8 and strict.record.clips["left_out_missing"] == 8
     loose = fit(cache, head="cross_attention", head_params=small("cross_attention"), modality_dropout=0.3, **FAST)
-    assert loose.config["clips"]["used"] == 96
+    assert loose.record.clips["used"] == 96
     assert loose.metrics["accuracy"] > 0.7
 
 
@@ -299,7 +299,7 @@ def test_visual_head_learns_from_face_crops(tmp_path):
     hparams = {"d_model": 32, "heads": 2, "blocks": 1, "ffn": 64, "face_size": 16, "face_patch": 8, "face_dim": 32,
                "face_layers": 1, "face_heads": 2}
     result = fit(cache, head="visual", head_params=hparams, **FAST)
-    assert result.config["modalities"] == ["faces"] and result.config["head"]["inputs"]["faces"]["kind"] == "faces"
+    assert result.record.modalities == ["faces"] and result.record.head["inputs"]["faces"]["kind"] == "faces"
     assert result.metrics["accuracy"] > 0.7
 
 
@@ -307,11 +307,11 @@ def test_layers_pick_cached_layers(tmp_path):
     cache = tmp_path / "layers.h5"
     make_synthetic_cache(cache, shapes={"audio": (3, 8)}, fingerprints={"audio": {"backbone": "b", "layers": [6, 12, 24]}})
     last = fit(cache, head="audio", head_params=small("audio"), layers=["last"], epochs=1, quiet=True)
-    assert last.config["cache"]["layers"] == {"audio": [24]}
-    assert last.config["head"]["inputs"]["audio"]["row_shape"] == [1, 8]
+    assert last.record.cache.layers == {"audio": [24]}
+    assert last.record.head["inputs"]["audio"]["row_shape"] == [1, 8]
     two = fit(cache, head="audio", head_params=small("audio"), layers=["audio=6,24"], epochs=1, quiet=True,
               out=tmp_path / "run")
-    assert two.config["head"]["inputs"]["audio"]["row_shape"] == [2, 8]
+    assert two.record.head["inputs"]["audio"]["row_shape"] == [2, 8]
     assert evaluate(tmp_path / "run").metrics["n"] == len(two.predictions.ids)  # eval reuses the same layers
     with pytest.raises(EmoError, match="audio layer 7 is not cached \\(cached layers: \\[6, 12, 24\\]\\)"):
         fit(cache, head="audio", layers=["7"], epochs=1, quiet=True)
@@ -327,7 +327,7 @@ def test_reduction_rate_comes_from_the_fingerprint_and_a_too_long_window_is_refu
     make_synthetic_cache(cache, shapes={"audio": (1, 8)},
                          fingerprints={"audio": {"backbone": "b", "layers": [0], "frame_rate": 100.0}})
     result = fit(cache, head="audio", head_params=small("audio"), seed=0, **FAST)
-    assert result.config["head"]["inputs"]["audio"]["rate"] == 100.0
+    assert result.record.head["inputs"]["audio"]["rate"] == 100.0
     assert result.heads[0].reduction_windows() == {"audio": 4}
     assert result.metrics["uar"] > 0.7
     with pytest.raises(EmoError, match=r"averages 20 audio frames .* longer than the shortest clip .*4 frames"):

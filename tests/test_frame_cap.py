@@ -13,7 +13,7 @@ from emo.errors import EmoError
 from emo.fusion import evaluate, fit
 from emo.fusion.data import DEFAULT_MAX_FRAMES, CachedData, ModalityData
 from emo.fusion.fit import FitOptions
-from emo.fusion.run_checks import recorded_max_frames
+from emo.fusion.run_record import max_frames_of
 from emo.fusion.train import SCORE_ATTENTION, SCORE_FRAMES, frame_budget_batches
 from synthetic_cache import make_synthetic_cache
 
@@ -95,7 +95,7 @@ def test_fit_and_eval_never_gather_more_than_max_frames(long_cache, tmp_path, mo
 
 def test_the_cap_has_a_default_and_older_runs_get_it():
     assert FitOptions(head="audio").max_frames == DEFAULT_MAX_FRAMES
-    assert recorded_max_frames({"options": {}}) == DEFAULT_MAX_FRAMES
-    assert recorded_max_frames({"options": {"max_frames": None}}) is None
+    assert max_frames_of({}) == DEFAULT_MAX_FRAMES  # options of a run from before --max-frames
+    assert max_frames_of({"max_frames": None}) is None
     with pytest.raises(EmoError, match=r"--max-frames=0: expected an integer in \[1, 1000000\]"):
         FitOptions(head="audio", max_frames=0)

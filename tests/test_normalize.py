@@ -66,7 +66,7 @@ def test_fit_records_transductive_eval_reapplies_and_it_helps(voices, tmp_path):
     for name in ("config.json", "metrics.json"):
         record = json.loads((out / name).read_text())["normalize"]
         assert record["mode"] == "speaker" and record["transductive"] is True and "transductive" in record["note"]
-    assert plain.config["normalize"] is None and "normalize" not in plain.metrics
+    assert plain.record.normalize is None and "normalize" not in plain.metrics
     again = evaluate(out)
     np.testing.assert_allclose(again.predictions.probs, normed.predictions.probs, atol=1e-6)
     assert again.metrics["normalize"]["transductive"] is True

@@ -150,10 +150,10 @@ def test_kfold_run_averages_its_fold_models_on_the_cached_features(demo):
     assert p.folds == 2 and p.missing == []
 
     saved = load_run(run)
-    data = load_data(demo.cache, ["audio"], layers=saved.config["cache"]["layers"], clip_ids=[clip_id])
+    data = load_data(demo.cache, ["audio"], layers=saved.record.cache.layers, clip_ids=[clip_id])
     per_fold = [head_predict(h, data, np.array([0]), ["audio"], torch.device("cpu"), data.labels)[0][0] for h in saved.heads()]
     assert not np.allclose(per_fold[0], per_fold[1], atol=1e-4)  # otherwise averaging would go unnoticed
-    np.testing.assert_allclose([p.probabilities[c] for c in saved.config["classes"]], np.mean(per_fold, axis=0), atol=1e-4)
+    np.testing.assert_allclose([p.probabilities[c] for c in saved.record.classes], np.mean(per_fold, axis=0), atol=1e-4)
 
 
 # -- the command line ----------------------------------------------------------------------------

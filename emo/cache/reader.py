@@ -18,6 +18,7 @@ from emo.cache.sequences import Sequences, gather_rows
 from emo.cache.validation import check_structure, corrupt
 from emo.clip import Clip
 from emo.errors import CacheError, describe
+from emo.layer_spec import stored_layer_ids
 
 
 def _strings(dataset) -> list[str]:
@@ -148,10 +149,7 @@ class CacheReader:
         info = self.info(modality)
         if info.dtype == "uint8" or len(info.row_shape) != 2:
             raise CacheError(f"{self.path}: {modality} holds no layer axis (row shape {info.row_shape})")
-        listed = info.fingerprint.get("layer_ids", info.fingerprint.get("layers"))
-        if isinstance(listed, list) and len(listed) == info.row_shape[0]:
-            return listed
-        return list(range(info.row_shape[0]))
+        return stored_layer_ids(info.fingerprint, info.row_shape)
 
     def failures(self, modality: str) -> list[tuple[str, str, str]]:
         """(clip id, 'missing'|'failed', reason) for every clip without a sequence."""

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from emo.constants import DEMO_CLIPS, DEMO_EPOCHS
+
 # (run name, head, modalities, head settings): one per modality, late fusion of all three, and
 # the paper's cross-attention on the two short sequences (faces, text). Widths are below the
 # paper's 512 and cross-attention skips the 100 Hz eGeMAPS sequence so the demo trains in about
@@ -38,8 +40,8 @@ class DemoRow:
 
 def run_demo(
     out: str | Path = "emo-demo",
-    clips_per_speaker_emotion: int = 5,
-    epochs: int = 30,
+    clips_per_speaker_emotion: int = DEMO_CLIPS,
+    epochs: int = DEMO_EPOCHS,
     seed: int = 0,
     console=None,
 ) -> list[DemoRow]:

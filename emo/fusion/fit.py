@@ -39,11 +39,6 @@ class RunResult:
     splits: list[dict]  # per fold: clip ids of train / val / test
     run_dir: Path | None = None
 
-    @property
-    def config(self) -> dict:
-        """The record as config.json holds it."""
-        return self.record.to_json()
-
     def __getitem__(self, key: str):  # result["uar"]: the headline metrics read like metrics.json
         return self.metrics[key]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from emo.errors import EmoError
-from emo.fusion.data import DEFAULT_MAX_FRAMES
+from emo.fusion.run_record import max_frames_of
 
 RUN_INPUTS = ("audio", "text", "visual", "faces")
 WEIGHTS_FILE = re.compile(r"model(-fold(\d+))?\.safetensors")
@@ -84,17 +84,10 @@ def check_config(config: Any, path: Path) -> None:
         and isinstance(tested.get("overlap"), dict) and isinstance(tested["overlap"].get("policy"), str)
     ):
         raise damaged(where, "test_cache must be an object with path, label_map.given and overlap.policy")
-    max_frames = options.get("max_frames", DEFAULT_MAX_FRAMES)
+    max_frames = max_frames_of(options)
     if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
         raise damaged(where, f"options.max_frames must be a positive integer or null, got {max_frames!r}"[:300])
     check_head_config(config["head"], where, classes, modalities)
-
-
-def recorded_max_frames(config: dict) -> int | None:
-    """The frames per clip a run's heads see, from config.json's layout (RunRecord.max_frames)."""
-    from emo.fusion.run_record import max_frames_of
-
-    return max_frames_of(config.get("options", {}))
 
 
 def check_head_config(head: Any, where: Path, classes: list[str], modalities: list[str]) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from emo.errors import EmoError
+from emo.errors import EmoError, describe
 
 from emo.fusion.run_record import CONFIG, RunRecord
 
@@ -126,7 +126,7 @@ def load_weights(path: Path, config: dict):
     try:
         load_model(head, str(path), strict=True, device="cpu")
     except Exception as exc:  # e.g. a tensor whose bytes do not match its header
-        raise EmoError(f"{path}: cannot read the weights ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise EmoError(f"{path}: cannot read the weights ({describe(exc)})") from None
     bad = [name for name, t in head.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise EmoError(
@@ -142,11 +142,6 @@ class SavedRun:
     record: RunRecord
     metrics: dict
     splits: list[dict]  # per fold: {"fold", "train", "val", "test"} clip ids ([] when splits.json is absent)
-
-    @property
-    def config(self) -> dict:
-        """The record as config.json holds it (for code that reads the JSON layout)."""
-        return self.record.to_json()
 
     @property
     def weights(self) -> list[str]:

@@ -151,11 +151,6 @@ class RunRecord:
             notes=[str(n) for n in config.get("notes", [])] if isinstance(config.get("notes"), list) else [],
         )
 
-    @classmethod
-    def of(cls, config: "RunRecord | dict") -> "RunRecord":
-        """A record, given one or the config.json object of one (already checked, as `load_run` does)."""
-        return config if isinstance(config, RunRecord) else cls.from_json(config)
-
     # -- files ---------------------------------------------------------------------------
     def write(self, run_dir: str | Path) -> None:
         path = Path(run_dir) / CONFIG

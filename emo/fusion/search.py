@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from emo.constants import SWEEP_HEARTBEAT_S
 from emo.errors import EmoError
 from emo.fusion.display import QuietDisplay
 from emo.fusion.fit import fit
@@ -143,7 +144,7 @@ def search(
     seed: int = 0,
     modalities: Sequence[str] | None = None,
     head_params: dict | None = None,
-    heartbeat: int = 60,
+    heartbeat: int = SWEEP_HEARTBEAT_S,
     sampler_seed: int | None = None,
     on_trial: Callable[[dict], None] | None = None,
     **common: Any,

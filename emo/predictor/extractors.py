@@ -15,9 +15,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from emo.errors import EmoError
+
+if TYPE_CHECKING:
+    from emo.fusion.run_record import RunRecord
 
 # Why a changed fingerprint field matters, for the refusal message; anything else is a setting.
 FIELD_MEANING = {
@@ -153,14 +156,8 @@ def check_backbone(modality: str, options, fingerprint: Mapping[str, Any], allow
         )
 
 
-def plan_extractors(config, device: str, run: str | Path, allow_download: bool = False) -> dict:
-    """{modality: ExtractOptions} that rebuild the run's extractors, every backbone checked; nothing is loaded.
-
-    `config`: the run's RunRecord, or its config.json object as `load_run` checked it.
-    """
-    from emo.fusion.run_record import RunRecord
-
-    record = RunRecord.of(config)
+def plan_extractors(record: "RunRecord", device: str, run: str | Path, allow_download: bool = False) -> dict:
+    """{modality: ExtractOptions} that rebuild the run's extractors, every backbone checked; nothing is loaded."""
     modalities = list(record.modalities)
     trained = record.cache.fingerprints
     recorded = recorded_options(record, modalities, run)
@@ -172,7 +169,7 @@ def plan_extractors(config, device: str, run: str | Path, allow_download: bool =
 
 
 def build_checked_extractors(
-    config, device: str, run: str | Path, allow_download: bool = False, planned: dict | None = None
+    record: "RunRecord", device: str, run: str | Path, allow_download: bool = False, planned: dict | None = None
 ) -> dict[str, Any]:
     """{modality: extractor} for the run's modalities, each with the fingerprint recorded at training.
 
@@ -182,10 +179,8 @@ def build_checked_extractors(
     from emo.extract.encoders.hub import downloads_allowed
     from emo.extract.run.local import build_extractor
 
-    from emo.fusion.run_record import RunRecord
-
-    planned = planned or plan_extractors(config, device, run, allow_download)
-    trained = RunRecord.of(config).cache.fingerprints
+    planned = planned or plan_extractors(record, device, run, allow_download)
+    trained = record.cache.fingerprints
     extractors, refusals = {}, []
     for modality, options in planned.items():
         try:
@@ -207,16 +202,10 @@ def build_checked_extractors(
     return extractors
 
 
-def stored_layer_ids(fingerprint: Mapping[str, Any], row_shape: tuple) -> list:
-    """The layer ids along axis 1 of a feature row, as `CacheReader.layer_ids` reads them."""
-    listed = fingerprint.get("layers")
-    if isinstance(listed, list) and len(listed) == row_shape[0]:
-        return listed
-    return list(range(row_shape[0]))
-
-
 def layer_index(modality: str, fingerprint: Mapping[str, Any], row_shape: tuple, chosen: list | None) -> list[int] | None:
     """Positions along the layer axis of the layers the run trained on (None: all of them)."""
+    from emo.layer_spec import stored_layer_ids
+
     if chosen is None:
         return None
     stored = stored_layer_ids(fingerprint, row_shape)

@@ -90,24 +90,24 @@ class Predictor:
         started = time.perf_counter()
         self.run = Path(run)
         saved = load_run(self.run)
-        config = saved.config
-        self.config = config
-        self.modalities: list[str] = list(config["modalities"])
-        self.classes: list[str] = list(config["classes"])
+        record = saved.record
+        self.record = record
+        self.modalities: list[str] = list(record.modalities)
+        self.classes: list[str] = list(record.classes)
         self.device = resolve_device(device)
         self.workers = workers or default_workers()
         # The run is data: its record (load_run) and the backbones it names are checked before anything loads.
-        planned = plan_extractors(config, str(self.device), self.run, allow_download)
+        planned = plan_extractors(record, str(self.device), self.run, allow_download)
         self.heads = [head.to(self.device) for head in saved.heads()]
-        head_name = config["head"]["name"]
+        head_name = record.head["name"]
         self.head_name = head_name
-        self.modality_dropout = float(config.get("options", {}).get("modality_dropout", 0.0) or 0.0)
+        self.modality_dropout = record.modality_dropout
         head_cls = HEADS.get(head_name)
         # A clip lacking a modality can be scored only by a head that takes absent inputs and
         # that saw them in training (modality dropout hides one modality of some training clips).
         self.absent_ok = bool(head_cls is not None and head_cls.absent_ok and len(self.modalities) > 1)
-        self.normalization = config.get("normalize")  # {"mode": "speaker", ...} when fitted with --normalize speaker
-        self.extractors = build_checked_extractors(config, str(self.device), self.run, allow_download, planned)
+        self.normalization = record.normalize  # {"mode": "speaker", ...} when fitted with --normalize speaker
+        self.extractors = build_checked_extractors(record, str(self.device), self.run, allow_download, planned)
         self._layer_index = self._layer_positions()
         self.load_seconds = time.perf_counter() - started
 
@@ -118,8 +118,8 @@ class Predictor:
     def _layer_positions(self) -> dict[str, list[int] | None]:
         from emo.predictor.extractors import layer_index
 
-        chosen = self.config["cache"].get("layers") or {}
-        inputs = self.config["head"]["inputs"]
+        chosen = self.record.cache.layers
+        inputs = self.record.head["inputs"]
         positions = {}
         for m, extractor in self.extractors.items():
             spec = inputs[m]
@@ -249,20 +249,19 @@ class Predictor:
     def _scoring_data(self, rows: list[int], extracted: dict[str, _Extracted], speaker: str | None = None) -> "CachedData":
         """The scored clips in the in-memory layout `load_data` gives a cache, unlabelled."""
         from emo.fusion.data import CachedData, ModalityData
-        from emo.fusion.run_checks import recorded_max_frames
 
-        inputs = self.config["head"]["inputs"]
+        inputs = self.record.head["inputs"]
         modalities = {
             m: ModalityData.from_arrays(
                 m, inputs[m]["kind"], tuple(inputs[m]["row_shape"]), [extracted[m].sequences[i] for i in rows],
-                self.extractors[m].dtype, self.config["cache"]["fingerprints"][m],
-                (self.config["cache"].get("layers") or {}).get(m),
+                self.extractors[m].dtype, self.record.cache.fingerprints[m],
+                self.record.cache.layers.get(m),
             )
             for m in self.modalities
         }
         return CachedData.unlabelled(
             self.run, modalities, self.classes, speakers=[speaker or ""] * len(rows),
-            max_frames=recorded_max_frames(self.config),  # as the run was trained and tested: one long file stays bounded
+            max_frames=self.record.max_frames,  # as the run was trained and tested: one long file stays bounded
         )
 
 

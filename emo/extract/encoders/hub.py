@@ -109,3 +109,16 @@ def resolve_pretrained(name: str, flag: str = "--audio-backbone") -> ResolvedMod
             f"e.g. {flag} /models/{name.rstrip('/').rsplit('/', 1)[-1] or 'my-model'}"
         ) from None
     return ResolvedModel(name=name, path=path, revision=Path(path).name)
+
+
+def pretrained_fingerprint(
+    schema: int, modality: str, resolved: ResolvedModel, model_type: str, layers: list, num_hidden_states: int,
+    hidden_size: int,
+) -> dict:
+    """The fields a frozen pretrained encoder's fingerprint starts with: which weights and which hidden
+    states, so a new revision or another layer choice rebuilds the cache. Each encoder adds how it
+    turns its input into those states."""
+    return {
+        "schema": schema, "modality": modality, "backbone": resolved.name, "revision": resolved.revision,
+        "model_type": model_type, "layers": layers, "num_hidden_states": num_hidden_states, "hidden_size": hidden_size,
+    }

@@ -22,6 +22,7 @@ from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
 from emo.constants import DEFAULT_FACE_SIZE, DEFAULT_FRAMES
 from emo.errors import BackboneError, ClipMissing, describe
+from emo.extract.encoders.hub import pretrained_fingerprint
 from emo.layer_spec import encoder_layers
 from emo.extract.encoders.text_backbone import (
     SCHEMA_VERSION,
@@ -257,14 +258,8 @@ class VisualExtractor:
 
     def fingerprint(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA_VERSION,
-            "modality": self.modality,
-            "backbone": self.resolved.name,
-            "revision": self.resolved.revision,
-            "model_type": self.model_type,
-            "layers": self.layers,
-            "num_hidden_states": self.num_hidden_states,
-            "hidden_size": self.row_shape[1],
+            **pretrained_fingerprint(SCHEMA_VERSION, self.modality, self.resolved, self.model_type, self.layers,
+                                     self.num_hidden_states, self.row_shape[1]),
             "pooling": self.pooling,
             "pixels": self.normalise.describe(),
             "faces": self.faces.fingerprint(),

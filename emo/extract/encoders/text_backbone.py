@@ -23,6 +23,7 @@ from emo.accel import autocast, choose_precision, resolve_device
 from emo.clip import Clip
 from emo.constants import DEFAULT_TEXT_BACKBONE, FLOAT16_MAX
 from emo.errors import BackboneError, ClipMissing, describe
+from emo.extract.encoders.hub import pretrained_fingerprint
 from emo.layer_spec import encoder_layers
 
 SCHEMA_VERSION = 1
@@ -182,14 +183,8 @@ class TextExtractor:
 
     def fingerprint(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA_VERSION,
-            "modality": self.modality,
-            "backbone": self.resolved.name,
-            "revision": self.resolved.revision,
-            "model_type": self.model.config.model_type,
-            "layers": self.layers,
-            "num_hidden_states": self.num_hidden_states,
-            "hidden_size": self.row_shape[1],
+            **pretrained_fingerprint(SCHEMA_VERSION, self.modality, self.resolved, self.model.config.model_type,
+                                     self.layers, self.num_hidden_states, self.row_shape[1]),
             "tokens": "all real tokens incl. special tokens, no padding",
             "max_tokens": self.max_tokens,
             "truncation": "keep the first max_tokens tokens",
