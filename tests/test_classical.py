@@ -46,7 +46,7 @@ def _numpy_statistics(path, ids, modalities, layers=None) -> np.ndarray:
         seqs = reader.load(m, clips=list(ids), layers=layers)
         rows = []
         for k in range(len(ids)):
-            frames = seqs.data[seqs.offsets[k] : seqs.offsets[k + 1]].astype(np.float64).reshape(seqs.offsets[k + 1] - seqs.offsets[k], -1)
+            frames = seqs.data[seqs.bounds[k] : seqs.bounds[k + 1]].astype(np.float64).reshape(seqs.bounds[k + 1] - seqs.bounds[k], -1)
             rows.append(np.concatenate([frames.mean(0), frames.std(0)]))
         columns.append(np.stack(rows))
     return np.concatenate(columns, axis=1)

@@ -32,7 +32,7 @@ def summarize(path: str | Path) -> tuple[CacheReader, list[ModalitySummary]]:
     for name in reader.modalities:
         info = reader.info(name)
         ok = info.status == STATUS_OK
-        lengths = (info.offsets[:, 1] - info.offsets[:, 0])[ok]
+        lengths = (info.spans[:, 1] - info.spans[:, 0])[ok]
         counts = {STATUS_NAMES[code]: int((info.status == code).sum()) for code in STATUS_NAMES}
         summaries.append(
             ModalitySummary(

@@ -71,7 +71,7 @@ class ModalityInfo:
     dtype: str
     status: np.ndarray  # (N,) uint8
     reasons: list[str]
-    offsets: np.ndarray  # (N, 2)
+    spans: np.ndarray  # (N, 2): each clip's [start, end) rows of data (on disk: `offsets`)
     rows: int
     options: dict  # how the extractor was asked for (see CacheWriter.open_modality); {} when unrecorded
 
@@ -114,7 +114,7 @@ class CacheReader:
                 dtype=str(group.attrs["dtype"]),
                 status=group["status"][:],
                 reasons=_strings(group["reason"]),
-                offsets=group["offsets"][:],
+                spans=group["offsets"][:],
                 rows=group["data"].shape[0],
                 options=read_json_attr(group, "extract_options", {}),
             )
@@ -178,7 +178,7 @@ class CacheReader:
             if unknown:
                 raise CacheError(f"{self.path}: {modality} layers {unknown} not cached (cached: {stored})")
             layer_index = [stored.index(layer) for layer in layers]
-        spans = info.offsets[index]
+        spans = info.spans[index]
         ids = [self.clips.ids[i] for i in index]
         if len(index) == 0:
             return Sequences(ids, np.zeros((0, *info.row_shape), info.dtype), np.zeros(1, np.int64))
@@ -191,9 +191,9 @@ class CacheReader:
         if layer_index is not None:
             block = block[:, layer_index]
         _refuse_non_finite(self.path, modality, block, spans - lo, ids)
-        rows, offsets = gather_rows(spans - lo)
+        rows, bounds = gather_rows(spans - lo)
         data = block if (len(rows) == len(block) and np.array_equal(rows, np.arange(len(block)))) else block[rows]
-        return Sequences(ids, data, offsets)
+        return Sequences(ids, data, bounds)
 
 
 def non_finite_rows(block: np.ndarray, rows_per_step: int = 1 << 14) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Sequences: many clips' ragged frame sequences held as one flat array plus offsets."""
+"""Sequences: many clips' ragged frame sequences held as one flat array plus cumulative bounds."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import numpy as np
 @dataclass
 class Sequences:
     ids: list[str]
-    data: np.ndarray  # (rows, *row_shape): clip i is data[offsets[i]:offsets[i + 1]]
-    offsets: np.ndarray  # (N + 1,) int64, cumulative
+    data: np.ndarray  # (rows, *row_shape): clip i is data[bounds[i]:bounds[i + 1]]
+    bounds: np.ndarray  # (N + 1,) int64, cumulative: clip i is rows bounds[i] to bounds[i + 1]
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
+        return np.diff(self.bounds)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self.data[self.offsets[i] : self.offsets[i + 1]]
+        return self.data[self.bounds[i] : self.bounds[i + 1]]
 
     def padded(self, max_len: int | None = None):
         """(N, Tmax, *row_shape) zero-padded array, lengths (N,), mask (N, Tmax) True on real frames.
@@ -34,15 +34,15 @@ class Sequences:
         # Scatter every kept row to (clip, position) in one indexed assignment, no loop over clips.
         clip_of_row = np.repeat(np.arange(n), lengths)
         position = np.arange(len(clip_of_row)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        source = self.offsets[:-1][clip_of_row] + position
+        source = self.bounds[:-1][clip_of_row] + position
         out[clip_of_row, position] = self.data[source]
         mask = np.arange(t_max)[None, :] < lengths[:, None]
         return out, lengths.astype(np.int64), mask
 
 
 def gather_rows(spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices covering [start, end) spans in order, and the cumulative offsets of the result."""
+    """Row indices covering [start, end) spans in order, and the cumulative bounds of the result."""
     lengths = spans[:, 1] - spans[:, 0]
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    rows = np.repeat(spans[:, 0] - offsets[:-1], lengths) + np.arange(offsets[-1])
-    return rows, offsets
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rows = np.repeat(spans[:, 0] - bounds[:-1], lengths) + np.arange(bounds[-1])
+    return rows, bounds

@@ -145,7 +145,7 @@ class CacheWriter:
         )
         # On disk the ragged index is `offsets` (N, 2): each clip row's [start, end) span of `data`
         # ("spans" in code; clips in table order, rows in write order, so spans need not be sorted).
-        # Readers turn spans into the two other encodings: Sequences.offsets, (N + 1,) cumulative
+        # Readers turn spans into the two other encodings: Sequences.bounds, (N + 1,) cumulative
         # boundaries of a contiguous copy, and the in-memory starts + lengths of emo.fusion.data.
         group.create_dataset("offsets", data=np.zeros((n, 2), np.int64), maxshape=(None, 2), chunks=(4096, 2), fletcher32=True)
         group.create_dataset("status", data=np.zeros(n, np.uint8), maxshape=(None,), chunks=(4096,), fletcher32=True)

@@ -4,7 +4,7 @@ Each modality stays ragged in memory: one flat `(rows, *row_shape)` tensor plus 
 start and length, as the cache stores it (no padding to the longest clip).
 
 The ragged index has three encodings, each under its own name: on disk `offsets` (N, 2), each
-clip's [start, end) span (emo.cache.writer); `Sequences.offsets` (N + 1,), cumulative boundaries
+clip's [start, end) span (emo.cache.writer); `Sequences.bounds` (N + 1,), cumulative boundaries
 of a contiguous array (what CacheReader.load returns); and here `starts` + `lengths`, (N,) each,
 where a clip without frames has length 0 and start 0 (so a gather never reads past the end). A batch is
 one gather `data[start + min(t, length - 1)]` over (clips, frames) and a mask `t < length`;
@@ -313,7 +313,7 @@ def load_data(
         starts = np.zeros(keep.size, dtype=np.int64)
         position = np.searchsorted(keep, rows_here)
         lengths[position] = seqs.lengths
-        starts[position] = seqs.offsets[:-1]  # Sequences.offsets are cumulative boundaries: their heads are the starts
+        starts[position] = seqs.bounds[:-1]  # cumulative boundaries: all but the last are the starts
         loaded[m] = (kind, seqs.data, starts, lengths, reader.fingerprint(m), chosen_layers)
 
     total = sum(item[1].nbytes for item in loaded.values())
