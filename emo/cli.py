@@ -512,10 +512,16 @@ def runs_command(
     from emo.fusion.display import runs_table
     from emo.fusion.runs import COLUMNS
 
-    rows = summarize_runs(paths)
+    damaged: list[str] = []
+    rows = summarize_runs(paths, damaged)
     if not rows:
+        if damaged:  # nothing to compare: the first reason is the error, the count says there are more
+            raise EmoError(damaged[0] + (f" (and {len(damaged) - 1} more damaged runs)" if len(damaged) > 1 else ""))
         raise EmoError(f"no run directories (with config.json) under {', '.join(map(str, paths))}")
-    Console().print(runs_table(rows, COLUMNS))
+    console = Console()
+    console.print(runs_table(rows, COLUMNS))
+    for message in damaged:  # after the table, one line each: what was left out and why
+        console.print(f"skipped: {message}", highlight=False, markup=False)
 
 
 @app.command("heads")

@@ -195,6 +195,25 @@ def test_cli_on_damaged_runs_is_one_line(copy, made):
         assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
 
 
+def test_emo_runs_lists_the_sound_runs_and_names_the_damaged_one(copy, tmp_path):
+    from typer.testing import CliRunner
+
+    from emo.cli import app
+    from emo.fusion import summarize_runs
+
+    good, bad = copy("run"), copy("kfold")
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(EmoError, match="kfold/config.json: damaged run file"):
+        summarize_runs([tmp_path])  # the library call still refuses unless asked to collect
+    damaged: list[str] = []
+    assert [r["run"] for r in summarize_runs([tmp_path], damaged)] == ["run"] and len(damaged) == 1
+    result = CliRunner().invoke(app, ["runs", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "audio" in result.output and "skipped:" in result.output and "kfold/config.json: damaged" in result.output
+    shutil.rmtree(good)
+    result = CliRunner().invoke(app, ["runs", str(tmp_path)])
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0 and "damaged run file" in result.output
+
 # -- NaN and divergence ----------------------------------------------------------------------
 def test_non_finite_features_stop_the_fit_before_training(tmp_path):
     cache = tmp_path / "nan.h5"

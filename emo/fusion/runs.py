@@ -5,21 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from emo.errors import EmoError
 from emo.fusion.metrics import HEADLINE
 from emo.fusion.run_dir import find_runs, load_run
 
 COLUMNS = ["run", "head", "modalities", "split", "seed", *HEADLINE]
 
 
-def summarize_runs(paths: Sequence[str | Path]) -> list[dict]:
+def summarize_runs(paths: Sequence[str | Path], damaged: list[str] | None = None) -> list[dict]:
     """Rows with run, head, modalities, split, seed and the headline metrics (with *_std for k-fold).
 
-    A run found under a folder argument is named by its path relative to that folder.
+    A run found under a folder argument is named by its path relative to that folder. A run that
+    does not load raises its one-line EmoError, unless `damaged` is a list: its message is then
+    appended there and the other runs are still summarised (one bad folder in a sweep of 200
+    must not hide the other 199).
     """
     rows = []
     for root in map(Path, paths):
         for path in find_runs([root]):
-            rows.append(_summary(path, path.relative_to(root) if path != root else path))
+            try:
+                rows.append(_summary(path, path.relative_to(root) if path != root else path))
+            except EmoError as err:
+                if damaged is None:
+                    raise
+                damaged.append(str(err))
     return rows
 
 
