@@ -255,7 +255,7 @@ def test_layer_mix_weights_sum_to_one_and_mix_layers():
 
 
 def test_layer_mix_weights_are_trained_with_the_head():
-    head = small_head("audio", ["audio"])
+    head = small_head("audio", ["audio"], layer_mix="weighted")
     batch = make_batch(["audio"], varied_lengths(["audio"]))
     torch.nn.functional.cross_entropy(head(batch), torch.tensor([0, 1, 2])).backward()
     grad = head.sequence.frontend.mix.layer_logits.grad
