@@ -73,3 +73,20 @@ def test_inference_needs_no_labels(tmp_path):
     labelled, labelled_loss = infer_probabilities(head, loaded, rows, ["audio"], torch.device("cpu"), loaded.labels, batch_size=8)
     assert loss is None and labelled_loss > 0
     np.testing.assert_allclose(probs, labelled)
+
+
+def test_feature_stats_match_float64_statistics_of_the_training_frames():
+    """Standardisation uses these: chunked float32 sums around a reference must give the float64
+    mean and std of exactly the chosen clips' real frames, also where |mean| is far above std."""
+    from emo.fusion.train import feature_stats
+
+    rng = np.random.default_rng(0)
+    clips = [(rng.standard_normal((int(n), 2, 3)) * [0.01, 1.0, 5.0] + [300.0, -2.0, 0.0]).astype(np.float16)
+             for n in rng.integers(0, 40, 30)]
+    m = ModalityData.from_arrays("audio", "features", (2, 3), clips, "float16", {})
+    data = CachedData.unlabelled("x", {"audio": m}, ["a", "b"], speakers=[""] * len(clips))
+    rows = np.arange(0, 30, 2)  # training clips only
+    mean, std = feature_stats(data, ["audio"], rows, chunk=50)["audio"]  # several chunks
+    frames = np.concatenate([clips[i].astype(np.float64) for i in rows])
+    np.testing.assert_allclose(mean.numpy(), frames.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(std.numpy(), frames.std(0), rtol=1e-4, atol=1e-6)

@@ -97,7 +97,7 @@ def mix_batch(batch: dict, alpha: float, rng: np.random.Generator):
     for key, (x, mask) in batch.items():
         p = partner.to(x.device)
         both = (mask & mask[p]).reshape(*mask.shape, *([1] * (x.dim() - 2)))
-        mixed = lam * x.float() + (1.0 - lam) * x[p].float()
+        mixed = torch.lerp(x[p].float(), x.float(), lam)  # lam * x + (1 - lam) * x[p], one pass
         if not x.is_floating_point():  # uint8 face crops stay uint8
             mixed = mixed.round().clamp(0, 255)
         out[key] = (torch.where(both, mixed.to(x.dtype), x), mask)

@@ -185,16 +185,23 @@ def feature_stats(data: CachedData, keys: Sequence[str], rows: np.ndarray, chunk
         frames = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
         if len(frames) == 0:
             continue
+        # Chunked (no full float32 copy in memory). Each chunk is summed in float32 around a
+        # reference (the first chunk's mean), and the chunk sums are added in float64: centring
+        # keeps E[d^2] - E[d]^2 from cancelling where |mean| >> std, and a float64 copy of every
+        # frame (the old way) cost more than the rest of a fold's set-up.
+        reference = None
         total = torch.zeros(modality.row_shape, dtype=torch.float64)
         squares = torch.zeros(modality.row_shape, dtype=torch.float64)
-        for start in range(0, len(frames), chunk):  # float64 sums over chunks: no full float32 copy in memory
-            block = modality.data[torch.from_numpy(frames[start : start + chunk]).to(modality.data.device)]
-            block = block.double().cpu()
-            total += block.sum(0)
-            squares += (block * block).sum(0)
+        for start in range(0, len(frames), chunk):
+            block = modality.data[torch.from_numpy(frames[start : start + chunk]).to(modality.data.device)].float()
+            if reference is None:
+                reference = block.mean(0)
+            block = block - reference
+            total += block.sum(0).double().cpu()
+            squares += block.square_().sum(0).double().cpu()
         mean = total / len(frames)
         std = (squares / len(frames) - mean * mean).clamp(min=0).sqrt()
-        stats[key] = (mean.float(), std.float())
+        stats[key] = ((mean + reference.double().cpu()).float(), std.float())
     return stats
 
 

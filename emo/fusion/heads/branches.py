@@ -13,7 +13,7 @@ from torch import nn
 
 from emo.errors import EmoError
 from emo.fusion.heads.face_encoder import FaceEncoder
-from emo.fusion.heads.layers import LayerMix, sinusoidal_positions, zero_padding
+from emo.fusion.heads.layers import LayerMix, sinusoidal_positions
 from emo.fusion.heads.pooling import reduce_time, reduction_window
 from emo.fusion.heads.registry import InputSpec
 
@@ -61,7 +61,9 @@ class FeatureFrontEnd(nn.Module):
                 f"{self.key}: expected features (B, T, {self.row_shape[0]}, {self.row_shape[1]}), "
                 f"got {tuple(x.shape)}; was the head trained on another cache or layer selection?"
             )
-        x = zero_padding((x.float() - self.shift) / self.scale, mask)
+        # Padded frames are left as they come (possibly NaN): reduce_time, which always follows
+        # (ProjectedSequence), zeroes them; masking here too cost a full pass over every batch.
+        x = (x.float() - self.shift) / self.scale
         return x.flatten(2) if self.concat else self.mix(x)
 
 

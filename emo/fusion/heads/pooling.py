@@ -51,14 +51,18 @@ def reduction_window(rate: float | None, target_rate: float | None) -> int:
 
 
 def reduce_time(x: torch.Tensor, mask: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T, ...) frames -> (B, ceil(T / window), ...) window means; a window is real if any frame is."""
-    if window <= 1:
-        return x, mask
+    """(B, T, ...) frames -> (B, ceil(T / window), ...) window means; a window is real if any frame is.
+
+    Padding comes out as zeros whatever it held (window 1 too): the front end before it leaves
+    padded frames as they are, so this is the one place they are cleared.
+    """
     B, T = mask.shape
-    steps = -(-T // window)
-    pad = steps * window - T
     keep = mask.reshape(B, T, *([1] * (x.dim() - 2)))
     x = x.masked_fill(~keep, 0)  # masked_fill, not multiply: NaN in padding must not leak
+    if window <= 1:
+        return x, mask
+    steps = -(-T // window)
+    pad = steps * window - T
     if pad:
         x = torch.cat([x, x.new_zeros((B, pad, *x.shape[2:]))], dim=1)
         mask = torch.cat([mask, mask.new_zeros((B, pad))], dim=1)
