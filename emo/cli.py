@@ -59,6 +59,9 @@ Normalize = Annotated[str, typer.Option(
     "(transductive: test speakers too; a single-clip speaker gets global statistics).",
 )]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace runs already in --out.")]
+TestCache = Annotated[Optional[Path], typer.Option("--test-cache", help="Train on all of CACHE (less --val-fraction for early stopping, carved as --split stratified|speaker says) and test on this other corpus' cache.")]
+LabelMap = Annotated[List[str], typer.Option("--label-map", help="With --test-cache: its class SRC scored as the run's class DST: SRC=DST,... (SRC=- leaves SRC out); other classes match by name.")]
+Overlap = Annotated[str, typer.Option("--overlap", help="With --test-cache: its clips that are also training/validation clips: refuse | exclude | include (counted).")]
 
 
 # ---- datasets (emo/extract/datasets) -------------------------------------------------
@@ -342,9 +345,9 @@ def fit_command(
     normalize: Normalize = fit_default("normalize"),
     name: Optional[str] = typer.Option(fit_default("name"), "--name", help="A name for the run (default: the run directory's)."),
     hparams: HeadParams = [],
-    test_cache: Optional[Path] = typer.Option(None, "--test-cache", help="Train on all of CACHE (less --val-fraction for early stopping, carved as --split stratified|speaker says) and test on this other corpus' cache."),
-    label_map: List[str] = typer.Option([], "--label-map", help="With --test-cache: its class SRC scored as the run's class DST: SRC=DST,... (SRC=- leaves SRC out); other classes match by name."),
-    overlap: str = typer.Option(fit_default("overlap"), "--overlap", help="With --test-cache: its clips that are also training/validation clips: refuse | exclude | include (counted)."),
+    test_cache: TestCache = fit_default("test_cache"),
+    label_map: LabelMap = [],
+    overlap: Overlap = fit_default("overlap"),
     overwrite: Overwrite = False,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines."),
 ) -> None:
@@ -421,6 +424,9 @@ def sweep_command(
     classes: Classes = fit_default("classes"),
     hparams: HeadParams = [],
     normalize: Normalize = fit_default("normalize"),
+    test_cache: TestCache = fit_default("test_cache"),
+    label_map: LabelMap = [],
+    overlap: Overlap = fit_default("overlap"),
     overwrite: Overwrite = False,
     search: str = typer.Option("grid", "--search", help="grid (every --grid point, or --random N of them) | optuna (TPE + median pruning)."),
     trials: Optional[int] = typer.Option(None, "--trials", help="optuna: trials in the whole study, shared by every worker."),
@@ -447,7 +453,8 @@ def sweep_command(
         raise EmoError(f"--search {search!r}: expected grid or optuna")
     # The fit options every run of either search takes.
     common = dict(split=split, epochs=epochs, device=device, label_column=label_column, classes=_fusion_list(classes),
-                  normalize=normalize)
+                  normalize=normalize, test_cache=str(test_cache) if test_cache else None, label_map=label_map or None,
+                  overlap=overlap)
     if search == "optuna":
         _sweep_optuna(cache, head, out, grid, seed_list, random, modalities, hparams, trials, storage, study, space,
                       heartbeat, console, common)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -343,3 +344,28 @@ def test_real_korean_groups_cross_corpus_both_ways(korean_corpora, tmp_path):
     assert out.exit_code == 1 and "200 of its 200 clips to score were in the run's training" in out.output
     out = runner.invoke(app, ["eval", str(tmp_path / "ne2em"), str(ne)])
     assert out.exit_code == 1 and "trained on all of it and tested on" in out.output
+
+
+def test_sweep_scores_every_run_on_the_test_cache(corpora, tmp_path):
+    from typer.testing import CliRunner
+
+    from emo.cli import app
+    from emo.fusion import load_run
+
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, [
+        "sweep", str(corpora["a"]), "--head", "audio", "--grid", "lr=1e-3,2e-3", "--epochs", "3",
+        "--set", "d_model=16", "--set", "heads=2", "--test-cache", str(corpora["b"]), "--label-map", "joy=happy",
+        "--out", str(out),
+    ], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    runs = sorted(p for p in out.iterdir() if p.is_dir())
+    assert len(runs) == 2
+    for run in runs:
+        record = load_run(run).record
+        assert Path(record.test_cache.path).resolve() == corpora["b"].resolve()
+        assert record.test_cache.label_map["given"] == {"joy": "happy"}
+        assert json.loads((run / "metrics.json").read_text())["n"] == 72  # b's clips that map to the run's classes
+    refused = CliRunner().invoke(app, ["sweep", str(corpora["a"]), "--head", "audio", "--epochs", "1",
+                                       "--test-cache", str(corpora["a"]), "--out", str(tmp_path / "self")])
+    assert refused.exit_code == 1 and "in the run's training or validation data" in refused.output
