@@ -17,7 +17,7 @@ from emo.extract.options import ExtractOptions
 from emo.fusion.options import default as fit_default
 
 from emo.cli_errors import DEBUG_ENV, EmoGroup
-from emo.constants import DEMO_CLIPS, DEMO_EPOCHS, SWEEP_HEARTBEAT_S
+from emo.constants import DEMO_CLIPS, DEMO_EPOCHS, DEMO_SEED, SWEEP_HEARTBEAT_S
 from emo.errors import EmoError
 
 app = typer.Typer(
@@ -453,8 +453,7 @@ def sweep_command(
         raise EmoError(f"--search {search!r}: expected grid or optuna")
     # The fit options every run of either search takes.
     common = dict(split=split, epochs=epochs, device=device, label_column=label_column, classes=_fusion_list(classes),
-                  normalize=normalize, test_cache=str(test_cache) if test_cache else None, label_map=label_map or None,
-                  overlap=overlap)
+                  normalize=normalize, test_cache=test_cache, label_map=label_map or None, overlap=overlap)
     if search == "optuna":
         _sweep_optuna(cache, head, out, grid, seed_list, random, modalities, hparams, trials, storage, study, space,
                       heartbeat, console, common)
@@ -607,7 +606,7 @@ def demo(
     out: Path = typer.Option(Path("emo-demo"), "--out", "-o", help="Folder for the generated data, cache and runs."),
     clips: int = typer.Option(DEMO_CLIPS, help="Clips per speaker and emotion (6 speakers x 4 emotions)."),
     epochs: int = typer.Option(DEMO_EPOCHS, help="Training epochs per head."),
-    seed: int = typer.Option(0, help="Seed for the generated data and the training."),
+    seed: int = typer.Option(DEMO_SEED, help="Seed for the generated data and the training."),
 ) -> None:
     """Run the whole pipeline offline on a small dataset emo generates itself (no download)."""
     from rich.console import Console

@@ -18,9 +18,10 @@ SAMPLE_RATE = 16000
 # cache (or in normalised inputs) would poison every head trained on it.
 FLOAT16_MAX = 65504.0
 
-# `emo demo` (emo.demo.run.run_demo and its CLI): clips per speaker and emotion, epochs per head.
+# `emo demo` (emo.demo.run.run_demo and its CLI): clips per speaker and emotion, epochs per head, seed.
 DEMO_CLIPS = 5
 DEMO_EPOCHS = 30
+DEMO_SEED = 0
 
 # Sweeps: seconds between a running Optuna trial's heartbeats (silent for twice that: lost).
 SWEEP_HEARTBEAT_S = 60

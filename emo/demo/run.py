@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from emo.constants import DEMO_CLIPS, DEMO_EPOCHS
+from emo.constants import DEMO_CLIPS, DEMO_EPOCHS, DEMO_SEED
 
 # (run name, head, modalities, head settings): one per modality, late fusion of all three, and
 # the paper's cross-attention on the two short sequences (faces, text). Widths are below the
@@ -42,7 +42,7 @@ def run_demo(
     out: str | Path = "emo-demo",
     clips_per_speaker_emotion: int = DEMO_CLIPS,
     epochs: int = DEMO_EPOCHS,
-    seed: int = 0,
+    seed: int = DEMO_SEED,
     console=None,
 ) -> list[DemoRow]:
     from rich.console import Console
